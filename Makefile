@@ -6,10 +6,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo local test lint typecheck unit bench clean lint-deploy
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock requirements-dev.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet -r requirements-dev.lock
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
@@ -35,3 +35,7 @@ test: lint typecheck unit
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+
+# Deployment artifacts: validators live in their own environment (see deploy/lint.sh).
+lint-deploy:
+	bash deploy/lint.sh
