@@ -1,0 +1,5 @@
+import sys
+
+from pipelined.cli import main
+
+sys.exit(main())

@@ -1,0 +1,158 @@
+"""The daemon's lifecycle in one place: start order, signals, drain, release, close."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from contextlib import AsyncExitStack
+
+from pipelined import metrics
+from pipelined.aws.clients import open_clients
+from pipelined.aws.ledger import DynamoLedger
+from pipelined.aws.s3 import S3Store
+from pipelined.aws.sns import SnsNotifier
+from pipelined.aws.sqs import SqsQueue
+from pipelined.consumer import Consumer, ConsumerConfig
+from pipelined.disposition import BackoffPolicy
+from pipelined.handler import MessageHandler
+from pipelined.logs import get_logger
+from pipelined.pipeline import Pipeline, PipelineConfig
+from pipelined.pool import WorkerPool
+from pipelined.processing import ProcessingOptions
+from pipelined.sdnotify import SystemdNotifier
+from pipelined.settings import Settings
+
+log = get_logger(__name__)
+
+
+def consumer_config(settings: Settings) -> ConsumerConfig:
+    return ConsumerConfig(
+        max_inflight=settings.max_inflight,
+        pollers=settings.pollers,
+        wait_time_s=settings.wait_time_s,
+        visibility_timeout_s=settings.visibility_timeout_s,
+        max_job_time_s=settings.max_job_time_s,
+        drain_timeout_s=settings.drain_timeout_s,
+        delete_flush_s=settings.delete_flush_s,
+        lease_renew_interval_s=settings.lease_renew_interval_s,
+        backoff=backoff_policy(settings),
+    )
+
+
+def backoff_policy(settings: Settings) -> BackoffPolicy:
+    return BackoffPolicy(settings.retry_base_delay_s, settings.retry_max_delay_s)
+
+
+def pipeline_config(settings: Settings) -> PipelineConfig:
+    return PipelineConfig(
+        output_bucket=settings.output_bucket,
+        output_prefix=settings.output_prefix,
+        options=ProcessingOptions(
+            thumbnail_sizes=settings.thumbnail_sizes,
+            thumbnail_format=settings.thumbnail_format,
+            max_pixels=settings.max_pixels,
+            max_frames=settings.max_frames,
+            max_pages=settings.max_pages,
+        ),
+        max_object_bytes=settings.max_object_bytes,
+        claim_lease_s=settings.claim_lease_s,
+        presign_ttl_s=settings.presign_ttl_s,
+        tmp_dir=settings.tmp_dir,
+    )
+
+
+async def run_daemon(
+    settings: Settings,
+    stop: asyncio.Event | None = None,
+    *,
+    handle_signals: bool = True,
+    started: asyncio.Event | None = None,
+) -> None:
+    """Run until SIGTERM/SIGINT (or ``stop``), then drain and close everything, in order."""
+    stop = stop or asyncio.Event()
+    notifier = SystemdNotifier()
+    health = metrics.Health()
+    async with AsyncExitStack() as stack:
+        runner = await metrics.start_http_server(
+            health, settings.metrics_host, settings.metrics_port
+        )
+        stack.push_async_callback(runner.cleanup)
+        log.info("metrics_listening", port=metrics.bound_port(runner))
+        clients = await open_clients(
+            stack, max_connections=settings.max_inflight * 4 + 10, region=settings.aws_region
+        )
+        pool = WorkerPool(
+            settings.workers,
+            settings.job_timeout_s,
+            settings.worker_memory_mb,
+            settings.worker_max_tasks,
+        )
+        stack.callback(pool.close)
+        queue = SqsQueue(clients.sqs, settings.queue_url)
+        await _warn_without_dead_letter_queue(queue)
+        pipeline = Pipeline(
+            S3Store(clients.s3),
+            DynamoLedger(clients.dynamodb, settings.table),
+            SnsNotifier(clients.sns, settings.topic_arn),
+            pool,
+            pipeline_config(settings),
+        )
+        consumer = Consumer(
+            queue,
+            MessageHandler(pipeline, backoff_policy(settings)),
+            consumer_config(settings),
+            health,
+        )
+        consumer.on_ready = notifier.ready
+        consumer.on_draining = lambda: notifier.stopping(settings.drain_timeout_s)
+        if handle_signals:
+            _install_signal_handlers(stop)
+        watchdog = _start_watchdog(notifier, health)
+        if started is not None:
+            started.set()
+        log.info("daemon_started", queue_url=settings.queue_url, workers=settings.workers)
+        try:
+            await consumer.run(stop)
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+        log.info("daemon_stopped")
+
+
+async def _warn_without_dead_letter_queue(queue: SqsQueue) -> None:
+    try:
+        policy = await queue.redrive_policy()
+    except Exception as error:
+        log.warning("queue_check_failed", error=str(error))
+        return
+    if not policy:
+        log.warning(
+            "queue_without_dead_letter_queue",
+            hint="messages that keep failing will be retried until they expire; "
+            "set a RedrivePolicy with a maxReceiveCount on the queue",
+        )
+
+
+def _install_signal_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, _on_signal, stop, signum)
+
+
+def _on_signal(stop: asyncio.Event, signum: int) -> None:
+    log.info("shutdown_requested", signal=signal.Signals(signum).name)
+    stop.set()
+
+
+def _start_watchdog(notifier: SystemdNotifier, health: metrics.Health) -> asyncio.Task[None] | None:
+    """Ping systemd's watchdog only while the consume loop ticks, so a hung loop is restarted."""
+    if not notifier.enabled or not notifier.watchdog_interval_s:
+        return None
+
+    async def ping() -> None:
+        while True:
+            await asyncio.sleep(notifier.watchdog_interval_s)
+            if health.alive:
+                notifier.watchdog()
+
+    return asyncio.create_task(ping(), name="systemd-watchdog")

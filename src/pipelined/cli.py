@@ -1,0 +1,73 @@
+"""Command line: ``run``, ``local``, ``demo`` and two helpers for the local stack."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from pipelined.errors import ConfigError
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pipelined",
+        description="Turn S3 uploads into thumbnails, PDF text and metadata, driven by SQS.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("run", help="run the daemon against what the settings point at")
+    local = commands.add_parser("local", help="start the embedded AWS stack and the daemon")
+    local.add_argument("--port", type=int, default=4566, help="emulator port (default 4566)")
+    commands.add_parser("demo", help="process sample files on the embedded stack, then exit")
+    upload = commands.add_parser("upload", help="upload a file to a bucket (uses AWS_* settings)")
+    upload.add_argument("path")
+    upload.add_argument("--bucket", required=True)
+    upload.add_argument("--key", help="object key (default: the file name)")
+    watch = commands.add_parser("watch", help="print notifications arriving on an SQS queue")
+    watch.add_argument("--queue-url", required=True)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ConfigError as error:
+        print(f"pipelined: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        return _run()
+    if args.command == "demo":
+        from pipelined.demo import run_demo
+
+        return asyncio.run(run_demo())
+    if args.command == "local":
+        from pipelined.demo import run_local
+
+        return asyncio.run(run_local(args.port))
+    from pipelined import tools
+
+    if args.command == "upload":
+        return tools.upload(args.path, args.bucket, args.key)
+    return tools.watch(args.queue_url)
+
+
+def _run() -> int:
+    from pipelined.app import run_daemon
+    from pipelined.logs import configure_logging
+    from pipelined.settings import load_settings
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    asyncio.run(run_daemon(settings))
+    return EXIT_OK

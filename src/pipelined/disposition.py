@@ -1,0 +1,90 @@
+"""What the consumer does with a message once its job has ended. Pure: no I/O."""
+
+from __future__ import annotations
+
+import enum
+import random
+from dataclasses import dataclass
+
+from pipelined.errors import PermanentError
+from pipelined.quotas import SQS_MAX_VISIBILITY_TIMEOUT_S
+
+
+class JobOutcome(enum.Enum):
+    """How a job that did not raise ended."""
+
+    PROCESSED = "processed"
+    FAILED = "failed"  # a permanent failure, already recorded and notified
+    SKIPPED = "skipped"  # a duplicate, a stale event, or nothing to do
+
+
+@dataclass(frozen=True)
+class Ack:
+    """Done: delete the message."""
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Try again later: make the message visible again after ``delay_s``."""
+
+    delay_s: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Reject:
+    """Bad input: delete the message, retrying cannot help."""
+
+    reason: str
+
+
+Disposition = Ack | Retry | Reject
+
+
+@dataclass(frozen=True)
+class BackoffPolicy:
+    """Exponential backoff with jitter, applied through the visibility timeout."""
+
+    base_delay_s: float = 5.0
+    max_delay_s: float = 900.0
+
+    def delay_s(self, attempt: int, rng: random.Random) -> int:
+        """Delay before attempt ``attempt + 1``: half fixed, half random ("equal jitter").
+
+        The fixed half keeps a retry from coming back at once; the random half spreads a burst
+        of failures so they do not return together.
+        """
+        ceiling = min(self.max_delay_s, self.base_delay_s * 2 ** max(0, attempt - 1))
+        delay = ceiling / 2 + rng.uniform(0, ceiling / 2)
+        return max(1, min(int(delay + 0.5), SQS_MAX_VISIBILITY_TIMEOUT_S))
+
+
+def decide(
+    result: JobOutcome | BaseException,
+    attempt: int,
+    policy: BackoffPolicy,
+    rng: random.Random,
+) -> Disposition:
+    """Map a job's outcome (or the error it raised) and its attempt number to a disposition."""
+    if isinstance(result, JobOutcome):
+        if result is JobOutcome.FAILED:
+            return Reject("permanent failure recorded")
+        return Ack()
+    if isinstance(result, PermanentError):
+        return Reject(str(result) or type(result).__name__)
+    reason = f"{type(result).__name__}: {result}"
+    return Retry(policy.delay_s(attempt, rng), reason)
+
+
+def combine(dispositions: list[Disposition]) -> Disposition:
+    """One message may carry several records: retry it if any record must be retried.
+
+    Records that already succeeded are no-ops on redelivery (the ledger skips them).
+    """
+    retries = [d for d in dispositions if isinstance(d, Retry)]
+    if retries:
+        return max(retries, key=lambda retry: retry.delay_s)
+    rejects = [d for d in dispositions if isinstance(d, Reject)]
+    if rejects:
+        return Reject("; ".join(r.reason for r in rejects))
+    return Ack()

@@ -1,0 +1,329 @@
+"""Thumbnails and metadata for raster images, from a single decode per file.
+
+The steps, in order: open (lazy, reads the header only), enforce the pixel and frame limits,
+read EXIF facts, ask the JPEG decoder to shrink while decoding (draft), decode the first
+frame, apply the EXIF orientation, convert to sRGB 8-bit RGB(A), then resize once per
+requested size straight from the decoded picture, and encode without any metadata.
+"""
+
+import contextlib
+import io
+import re
+import struct
+import warnings
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, cast
+
+from PIL import ExifTags, Image, ImageCms, ImageOps, UnidentifiedImageError, features
+from pillow_heif import register_heif_opener
+
+from pipelined.errors import CorruptFileError, LimitExceededError, UnsupportedContentError
+from pipelined.processing.encoding import EncodedImage, encode, fit_long_edge, write_artifact
+from pipelined.processing.options import ProcessingOptions
+from pipelined.processing.results import Artifact, JSONScalar, ProcessResult
+from pipelined.processing.sanitize import clean_text, describe_error
+from pipelined.processing.sniff import AVIF, Detected
+
+# Embedded HEIF thumbnails are off: draft() could otherwise pick one, and an edited photo's
+# embedded thumbnail can still show what the edit removed (a crop, a redaction).
+register_heif_opener(thumbnails=False)
+# AVIF is decoded by Pillow itself (since Pillow 11.2) when it was built with libavif.
+AVIF_SUPPORTED: bool = bool(features.check("avif"))
+
+# What Pillow and its plugins raise for bytes they cannot decode. Only Pillow calls run
+# under this net, so a bug in our own code is not silently turned into "corrupt file".
+_DECODER_ERRORS: tuple[type[Exception], ...] = (
+    OSError,  # includes "image file is truncated" and codec errors
+    SyntaxError,  # plugin header parsers
+    ValueError,
+    EOFError,  # frame tables that end early
+    RuntimeError,  # libheif / libavif failures surfaced by their bindings
+    struct.error,
+    zlib.error,
+    IndexError,
+    KeyError,
+    ZeroDivisionError,
+)
+
+# High-quality downscale: reduce() by an integer factor first, then Lanczos over the last
+# three-fold or less, which is visually indistinguishable from a full Lanczos.
+_RESAMPLE = Image.Resampling.LANCZOS
+_REDUCING_GAP = 3.0
+
+_ANIMATION_FORMATS = frozenset({"GIF", "WEBP", "PNG", "AVIF"})
+_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
+_SIXTEEN_BIT_FULL_SCALE = 65535
+_SRGB_PROFILE = ImageCms.createProfile("sRGB")
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """What the header and EXIF say, gathered before decoding."""
+
+    format: str
+    mode: str
+    oriented_size: tuple[int, int]
+    frame_count: int
+    animated: bool
+    orientation: int | None
+    camera_make: str | None
+    camera_model: str | None
+
+
+def process_image(
+    source_path: str, out_dir: str, options: ProcessingOptions, detected: Detected
+) -> ProcessResult:
+    """Write one thumbnail per requested size and describe the image.
+
+    Every name in options.thumbnail_sizes always yields an artifact "thumb-{size}.{ext}", so
+    the set of output keys depends on the settings only, never on the input. Thumbnails are
+    never upscaled: a size at or above the image's long edge yields the image at its own
+    (oriented) size, re-encoded and stripped. When several sizes end up with the same
+    dimensions the picture is encoded once and the same bytes are written under each name.
+    """
+    if detected is AVIF and not AVIF_SUPPORTED:
+        raise UnsupportedContentError("unsupported content: this Pillow build cannot read AVIF")
+    with open(source_path, "rb") as file, _pillow_pixel_guard(options.max_pixels):
+        with _permanent_errors(detected.label, options.max_pixels):
+            image = _open(file, detected)
+        with image:
+            facts = _inspect(image, detected, options)
+            # Leaving this block closes the file only; decoded pixels stay usable.
+            picture = _decode(image, options, detected)
+    artifacts = _write_thumbnails(picture, facts.oriented_size, out_dir, options)
+    return ProcessResult("image", artifacts, _metadata(facts, picture))
+
+
+@contextlib.contextmanager
+def _pillow_pixel_guard(max_pixels: int) -> Iterator[None]:
+    """Make Pillow itself refuse anything over max_pixels: at open, per frame, per tile.
+
+    This backs up the explicit header check for sizes only met while decoding (a GIF frame
+    larger than its canvas, TIFF tiles). Pillow raises only above twice MAX_IMAGE_PIXELS and
+    merely warns above it, so the warning is escalated to make the limit exact. Both are
+    process-wide settings: fine, because a worker process handles one file at a time.
+    """
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+
+
+@contextlib.contextmanager
+def _permanent_errors(label: str, max_pixels: int) -> Iterator[None]:
+    """Turn what Pillow raises for bad bytes into PermanentError subclasses with a reason."""
+    try:
+        yield
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise LimitExceededError(_pixel_limit_reason(_pixels_in(exc), max_pixels)) from exc
+    except UnidentifiedImageError as exc:
+        # Pillow's message embeds the file object's repr, a local path: keep it out.
+        raise CorruptFileError(f"corrupt {label}: cannot identify image data") from exc
+    except _DECODER_ERRORS as exc:
+        raise CorruptFileError(f"corrupt {label}: {describe_error(exc)}") from exc
+
+
+def _open(file: IO[bytes], detected: Detected) -> Image.Image:
+    assert detected.pillow_format is not None
+    # Only the sniffed plugin may open the file: no fallback to some other decoder.
+    return Image.open(file, formats=[detected.pillow_format])
+
+
+def _inspect(image: Image.Image, detected: Detected, options: ProcessingOptions) -> ImageFacts:
+    """Check the limits and read the facts, all from headers: nothing is decoded yet."""
+    _check_pixels(image.size, options.max_pixels)
+    with _permanent_errors(detected.label, options.max_pixels):
+        frame_count = int(getattr(image, "n_frames", 1))
+        exif = image.getexif()
+    if frame_count > options.max_frames:
+        raise LimitExceededError(
+            f"image has {frame_count} frames, over the max_frames limit of {options.max_frames}"
+        )
+    orientation = _orientation(image, exif)
+    return ImageFacts(
+        format=str(image.format),
+        mode=image.mode,
+        oriented_size=_oriented_size(image, exif),
+        frame_count=frame_count,
+        animated=_is_animation(image),
+        orientation=orientation,
+        camera_make=clean_text(exif.get(ExifTags.Base.Make)),
+        camera_model=clean_text(exif.get(ExifTags.Base.Model)),
+    )
+
+
+def _is_animation(image: Image.Image) -> bool:
+    # Pillow also calls multi-page TIFFs, MPO stereo/depth JPEGs and HEIF bursts "animated";
+    # only these formats have frames meant to be played in sequence.
+    return image.format in _ANIMATION_FORMATS and bool(getattr(image, "is_animated", False))
+
+
+def _check_pixels(size: tuple[int, int], max_pixels: int) -> None:
+    pixels = size[0] * size[1]
+    if pixels > max_pixels:
+        raise LimitExceededError(_pixel_limit_reason(pixels, max_pixels))
+
+
+def _pixel_limit_reason(pixels: int | None, max_pixels: int) -> str:
+    if pixels is None:
+        return f"image is over the max_pixels limit of {max_pixels}"
+    return f"image has {pixels} pixels, over the max_pixels limit of {max_pixels}"
+
+
+def _pixels_in(bomb: Exception) -> int | None:
+    # Pillow's decompression-bomb messages read "Image size (N pixels) exceeds limit ...".
+    match = re.search(r"\((\d+) pixels\)", str(bomb))
+    return int(match.group(1)) if match else None
+
+
+def _orientation(image: Image.Image, exif: Image.Exif) -> int | None:
+    # pillow-heif applies the HEIF rotation itself and resets EXIF to 1, keeping the original.
+    original = image.info.get("original_orientation")
+    value = original if original is not None else exif.get(ExifTags.Base.Orientation)
+    return value if isinstance(value, int) and 1 <= value <= 8 else None
+
+
+def _oriented_size(image: Image.Image, exif: Image.Exif) -> tuple[int, int]:
+    # Orientations 5-8 swap the axes. This reads the same EXIF that exif_transpose will use,
+    # so it stays right for HEIF, whose EXIF says 1 because it arrives already rotated.
+    width, height = image.size
+    swaps_axes = exif.get(ExifTags.Base.Orientation) in (5, 6, 7, 8)
+    return (height, width) if swaps_axes else (width, height)
+
+
+def _decode(image: Image.Image, options: ProcessingOptions, detected: Detected) -> Image.Image:
+    """Decode the first frame, upright, as 8-bit sRGB "RGB" or "RGBA"."""
+    _request_shrink_on_load(image, options)
+    with _permanent_errors(detected.label, options.max_pixels):
+        image.load()
+        # Before any conversion: a converted copy loses TIFF tags that carry orientation.
+        ImageOps.exif_transpose(image, in_place=True)
+    return _to_srgb(image)
+
+
+def _request_shrink_on_load(image: Image.Image, options: ProcessingOptions) -> None:
+    """Let the JPEG decoder scale by 1/2, 1/4 or 1/8 while decoding, when that is enough.
+
+    draft() picks the largest reduction whose result still covers the requested box, so the
+    biggest thumbnail is never made from fewer pixels than it has. Other formats ignore it.
+    """
+    largest = fit_long_edge(image.size, max(options.thumbnail_sizes))
+    if largest != image.size:
+        image.draft(None, largest)
+
+
+def _to_srgb(image: Image.Image) -> Image.Image:
+    """8-bit sRGB "RGB" or "RGBA"; the input itself when it already is (no needless copy)."""
+    working = _to_eight_bit(image)
+    icc_profile = image.info.get("icc_profile")
+    if icc_profile:
+        converted = _apply_icc_profile(working, icc_profile)
+        if converted is not None:
+            return converted
+    target_mode = "RGBA" if working.mode in _ALPHA_MODES else "RGB"
+    return working if working.mode == target_mode else working.convert(target_mode)
+
+
+def _to_eight_bit(image: Image.Image) -> Image.Image:
+    """Bring every mode to one ImageCms and the encoders accept, keeping alpha."""
+    mode = image.mode
+    if mode.startswith("I") or mode == "F":
+        return _scale_to_l(image)
+    if mode == "P":
+        return image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if mode in ("PA", "RGBa", "La", "LA"):
+        return image.convert("RGBA")
+    if mode in ("RGB", "RGBA", "CMYK", "L"):
+        return image
+    try:
+        return image.convert("RGB")
+    except ValueError as exc:
+        raise UnsupportedContentError(f"unsupported image mode {mode}") from exc
+
+
+def _scale_to_l(image: Image.Image) -> Image.Image:
+    """Map 16/32-bit and float greys onto 0..255 instead of clipping them.
+
+    Pillow's own convert("L") clips values above 255, which turns a 16-bit ramp into a
+    black-to-white step at 1/256 of the range.
+    """
+    wide = image.convert("F")
+    low, high = cast(tuple[float, float], wide.getextrema())
+    full_scale = _full_scale(image.mode, low, high)
+    return wide.point(lambda value: value * (255.0 / full_scale)).convert("L")
+
+
+def _full_scale(mode: str, low: float, high: float) -> float:
+    """The value that should become white: the type's full range where it is known."""
+    if mode.startswith("I;16"):
+        return float(_SIXTEEN_BIT_FULL_SCALE)
+    if mode == "F" and low >= 0 and high <= 1:
+        return 1.0  # normalised float data
+    if high <= _SIXTEEN_BIT_FULL_SCALE:
+        # 32-bit integer images are nearly always 16-bit data widened by the decoder.
+        return float(_SIXTEEN_BIT_FULL_SCALE)
+    return high
+
+
+def _apply_icc_profile(image: Image.Image, icc_profile: bytes) -> Image.Image | None:
+    """Convert from the embedded profile to sRGB; None if the profile is unusable.
+
+    A broken or mismatched profile is not worth failing the upload for: the caller falls
+    back to interpreting the pixels as sRGB, which is what browsers do too.
+    """
+    output_mode = "RGBA" if image.mode in _ALPHA_MODES else "RGB"
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
+        converted = ImageCms.profileToProfile(image, source, _SRGB_PROFILE, outputMode=output_mode)
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return None
+    return converted
+
+
+def _write_thumbnails(
+    picture: Image.Image, oriented_size: tuple[int, int], out_dir: str, options: ProcessingOptions
+) -> tuple[Artifact, ...]:
+    """One artifact per distinct requested size, in the order the sizes were configured."""
+    requested = list(dict.fromkeys(options.thumbnail_sizes))
+    targets = {size: fit_long_edge(oriented_size, size) for size in requested}
+    encoded_by_target: dict[tuple[int, int], EncodedImage] = {}
+    # Largest first, each resized from the decoded picture rather than from the previous
+    # thumbnail, so small sizes do not inherit the larger one's resampling and rounding.
+    for target in sorted(set(targets.values()), reverse=True):
+        encoded_by_target[target] = encode(_resized(picture, target), options)
+    return tuple(
+        write_artifact(encoded_by_target[targets[size]], out_dir, f"thumb-{size}", options)
+        for size in requested
+    )
+
+
+def _resized(picture: Image.Image, target: tuple[int, int]) -> Image.Image:
+    if picture.size == target:
+        return picture
+    return picture.resize(target, _RESAMPLE, reducing_gap=_REDUCING_GAP)
+
+
+def _metadata(facts: ImageFacts, picture: Image.Image) -> dict[str, JSONScalar]:
+    width, height = facts.oriented_size
+    metadata: dict[str, JSONScalar] = {
+        "width": width,
+        "height": height,
+        "format": facts.format,
+        "mode": facts.mode,
+        "animated": facts.animated,
+        "frame_count": facts.frame_count,
+        "has_alpha": picture.mode == "RGBA",
+        "orientation": facts.orientation,
+    }
+    # Deliberately nothing else from EXIF: no GPS, no dates, no serial numbers.
+    if facts.camera_make:
+        metadata["camera_make"] = facts.camera_make
+    if facts.camera_model:
+        metadata["camera_model"] = facts.camera_model
+    return metadata

@@ -1,0 +1,203 @@
+"""Text, document metadata and a first-page preview for PDFs.
+
+pypdf extracts the text (pure Python, with resource limits of its own against hostile
+files); pypdfium2 renders the preview, because pypdf cannot render. A preview failure does
+not fail the document when the text came out.
+"""
+
+import contextlib
+import os
+import struct
+import zlib
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+import pypdfium2 as pdfium  # type: ignore[import-untyped]  # ships no type information
+from PIL import Image
+from pypdf import DocumentInformation, PasswordType, PdfReader
+from pypdf.errors import DependencyError, LimitReachedError, PyPdfError
+
+from pipelined.errors import CorruptFileError, LimitExceededError, UnsupportedContentError
+from pipelined.processing.encoding import encode, write_artifact
+from pipelined.processing.options import ProcessingOptions
+from pipelined.processing.results import Artifact, JSONScalar, ProcessResult
+from pipelined.processing.sanitize import clean_text, describe_error
+
+TEXT_ARTIFACT_NAME = "text.txt"
+TEXT_CONTENT_TYPE = "text/plain; charset=utf-8"
+PAGE_SEPARATOR = "\f"
+
+# What pypdf raises on malformed files besides its own PyPdfError tree: it indexes, unpacks
+# and asserts its way through untrusted structures. Only pypdf calls run under this net, so
+# a bug in our own code is not silently turned into "corrupt file".
+_PDF_INPUT_ERRORS: tuple[type[Exception], ...] = (
+    PyPdfError,
+    OSError,  # seeks to offsets before the start of the file
+    ValueError,
+    KeyError,
+    TypeError,
+    AttributeError,
+    IndexError,
+    AssertionError,
+    EOFError,
+    OverflowError,
+    UnicodeError,
+    ZeroDivisionError,
+    struct.error,
+    zlib.error,
+)
+
+_TOLERATED_ERRORS: tuple[type[Exception], ...] = (*_PDF_INPUT_ERRORS, RecursionError)
+
+# Rendering the preview: pdfium's own errors, and what Pillow may raise converting its bitmap.
+_PREVIEW_ERRORS: tuple[type[Exception], ...] = (
+    pdfium.PdfiumError,
+    OSError,
+    ValueError,
+    IndexError,
+    ZeroDivisionError,
+)
+
+_INFO_TEXT_FIELDS = {
+    "title": "/Title",
+    "author": "/Author",
+    "producer": "/Producer",
+    "creator": "/Creator",
+}
+
+T = TypeVar("T")
+
+
+def process_pdf(source_path: str, out_dir: str, options: ProcessingOptions) -> ProcessResult:
+    """Write text.txt (pages separated by form feeds) and a first-page preview."""
+    with open(source_path, "rb") as file:
+        with _permanent_errors():
+            # strict=False: recover what real-world writers get wrong (offsets, missing
+            # endobj) instead of refusing half the PDFs in the wild.
+            reader = PdfReader(file, strict=False)
+            _ensure_readable(reader)
+            # Counts the page tree itself: a lying /Count is not believed.
+            page_count = len(reader.pages)
+        _check_page_count(page_count, options.max_pages)
+        with _permanent_errors():
+            text = PAGE_SEPARATOR.join(page.extract_text() for page in reader.pages)
+        metadata: dict[str, JSONScalar] = {"page_count": page_count}
+        metadata.update(_document_metadata(reader))
+        metadata["encrypted"] = reader.is_encrypted
+    text_artifact, metadata["char_count"] = _write_text(text, out_dir)
+    preview, preview_error = _render_preview(source_path, out_dir, options)
+    if preview_error is not None:
+        metadata["preview_error"] = preview_error
+    artifacts = (text_artifact,) if preview is None else (text_artifact, preview)
+    return ProcessResult("pdf", artifacts, metadata)
+
+
+@contextlib.contextmanager
+def _permanent_errors() -> Iterator[None]:
+    """Turn what pypdf raises for bad bytes into PermanentError subclasses with a reason."""
+    try:
+        yield
+    except DependencyError as exc:
+        # pypdf needs the optional 'cryptography' package for AES-encrypted files.
+        raise UnsupportedContentError(
+            f"encrypted PDF: cannot decrypt ({describe_error(exc)})"
+        ) from exc
+    except LimitReachedError as exc:
+        raise LimitExceededError(
+            f"PDF is over a pypdf safety limit: {describe_error(exc)}"
+        ) from exc
+    except RecursionError as exc:
+        raise CorruptFileError("corrupt PDF: objects nested too deeply") from exc
+    except _PDF_INPUT_ERRORS as exc:
+        raise CorruptFileError(f"corrupt PDF: {describe_error(exc)}") from exc
+
+
+def _ensure_readable(reader: PdfReader) -> None:
+    """Refuse files that need a user password; owner-password-only files open with ""."""
+    if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
+        raise UnsupportedContentError("encrypted PDF: a password is required")
+
+
+def _check_page_count(page_count: int, max_pages: int) -> None:
+    if page_count == 0:
+        raise CorruptFileError("corrupt PDF: the document has no pages")
+    if page_count > max_pages:
+        raise LimitExceededError(
+            f"PDF has {page_count} pages, over the max_pages limit of {max_pages}"
+        )
+
+
+def _document_metadata(reader: PdfReader) -> dict[str, JSONScalar]:
+    """Info dictionary fields; a broken field becomes None instead of failing the file."""
+    info = _tolerant(lambda: reader.metadata)
+    metadata: dict[str, JSONScalar] = {
+        name: _info_text(info, key) for name, key in _INFO_TEXT_FIELDS.items()
+    }
+    metadata["creation_date"] = _creation_date(info)
+    return metadata
+
+
+def _info_text(info: DocumentInformation | None, key: str) -> str | None:
+    if info is None:
+        return None
+    # Indexing (not .get) resolves indirect references to the actual string object.
+    return _tolerant(lambda: clean_text(info[key]) if key in info else None)
+
+
+def _creation_date(info: DocumentInformation | None) -> str | None:
+    """ISO 8601 from the PDF date ("D:20240102030405+01'00'"); None if absent or broken."""
+    if info is None:
+        return None
+    parsed = _tolerant(lambda: info.creation_date)
+    return None if parsed is None else parsed.isoformat()
+
+
+def _tolerant(read: Callable[[], T]) -> T | None:
+    try:
+        return read()
+    except _TOLERATED_ERRORS:
+        return None
+
+
+def _write_text(text: str, out_dir: str) -> tuple[Artifact, int]:
+    """Write the text as UTF-8; returns the artifact and the number of characters written."""
+    # pypdf can yield lone surrogates from broken UTF-16 strings, which UTF-8 cannot encode.
+    safe_text = text.encode("utf-8", errors="replace").decode("utf-8")
+    path = os.path.join(out_dir, TEXT_ARTIFACT_NAME)
+    with open(path, "w", encoding="utf-8", newline="") as file:
+        file.write(safe_text)
+    return Artifact(TEXT_ARTIFACT_NAME, path, TEXT_CONTENT_TYPE), len(safe_text)
+
+
+def _render_preview(
+    source_path: str, out_dir: str, options: ProcessingOptions
+) -> tuple[Artifact | None, str | None]:
+    """Render page 1 as "preview-{size}.{ext}"; on failure return the reason instead."""
+    try:
+        picture = _render_first_page(source_path, options.pdf_preview_size)
+    except _PREVIEW_ERRORS as exc:
+        return None, f"preview failed: {describe_error(exc)}"
+    encoded = encode(picture, options)
+    return write_artifact(encoded, out_dir, f"preview-{options.pdf_preview_size}", options), None
+
+
+def _render_first_page(source_path: str, long_edge: int) -> Image.Image:
+    document = pdfium.PdfDocument(source_path)
+    try:
+        page = document[0]
+        width, height = page.get_size()
+        # PDF units are 1/72 inch and render scale 1 means one pixel per unit.
+        bitmap = page.render(scale=long_edge / max(width, height))
+        picture: Image.Image = bitmap.to_pil()
+    finally:
+        document.close()
+    return _with_long_edge(picture, long_edge)
+
+
+def _with_long_edge(picture: Image.Image, long_edge: int) -> Image.Image:
+    """Correct pdfium's rounding so the long edge is exactly long_edge."""
+    scale = long_edge / max(picture.size)
+    target = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
+    if target == picture.size:
+        return picture
+    return picture.resize(target, Image.Resampling.LANCZOS)

@@ -1,0 +1,36 @@
+"""Shared fixtures: one moto server per session, fresh resources per test, clean environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from pipelined.local import LocalStack, emulator, provision
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test may see a real AWS profile, a real endpoint or a developer's settings."""
+    for name in list(os.environ):
+        if name.startswith(("AWS_", "PIPELINED_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    monkeypatch.chdir(os.path.dirname(__file__))  # so no developer's .env is read
+
+
+@pytest.fixture(scope="session")
+def emulator_url() -> Iterator[str]:
+    with emulator() as url:
+        yield url
+
+
+@pytest.fixture
+def stack(emulator_url: str, monkeypatch: pytest.MonkeyPatch) -> LocalStack:
+    """Freshly provisioned resources with random names, and this process pointed at them."""
+    provisioned = provision(emulator_url)
+    for name, value in provisioned.daemon_environment().items():
+        monkeypatch.setenv(name, value)
+    return provisioned

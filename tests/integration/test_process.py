@@ -1,0 +1,136 @@
+"""The daemon as a real process: exit codes, signals, drain, health endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+
+import pytest
+
+from pipelined import samples
+from pipelined.local import LocalStack, free_port
+from tests.integration.helpers import ledger_item, notifications, put, queue_counts
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def start_daemon(stack: LocalStack, **settings: str) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    env = {
+        **os.environ,
+        **stack.daemon_environment(),
+        "PIPELINED_METRICS_PORT": str(port),
+        "PIPELINED_METRICS_HOST": "127.0.0.1",
+        "PIPELINED_WAIT_TIME_S": "1",
+        "PIPELINED_VISIBILITY_TIMEOUT_S": "30",
+        "PIPELINED_LOG_FORMAT": "json",
+        **{f"PIPELINED_{name.upper()}": value for name, value in settings.items()},
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipelined", "run"], env=env, stderr=subprocess.PIPE
+    )
+    return process, port
+
+
+def wait_ready(port: int, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError("the daemon never became ready")
+
+
+def http_status(port: int, path: str) -> int:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as reply:
+        return int(reply.status)
+
+
+def test_a_missing_setting_stops_start_up_with_exit_code_2() -> None:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("PIPELINED_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelined", "run"],
+        env=env,
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.decode().strip().splitlines()
+    assert len(lines) == 1
+    assert "PIPELINED_QUEUE_URL is required" in lines[0]
+
+
+def test_a_bad_setting_is_named(stack: LocalStack) -> None:
+    env = {**os.environ, **stack.daemon_environment(), "PIPELINED_MAX_INFLIGHT": "-3"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelined", "run"],
+        env=env,
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "PIPELINED_MAX_INFLIGHT" in result.stderr.decode()
+
+
+async def test_sigterm_drains_and_loses_nothing(stack: LocalStack) -> None:
+    keys = [f"batch/doc-{index}.pdf" for index in range(8)]
+    body = samples.text_pdf([f"page {n}" for n in range(30)])
+    process, port = start_daemon(stack, workers="1", max_inflight="4", drain_timeout_s="1")
+    try:
+        await asyncio.to_thread(wait_ready, port)
+        assert await asyncio.to_thread(http_status, port, "/healthz") == 200
+        for key in keys:
+            put(stack, key, body)
+        first = await notifications(stack, 1)  # work is under way
+        process.send_signal(signal.SIGTERM)
+        returncode = await asyncio.to_thread(process.wait, 60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    stderr = process.stderr.read().decode() if process.stderr else ""
+    assert returncode == 0, stderr
+    assert '"drain_finished"' in stderr
+
+    processed = {
+        k
+        for k in keys
+        if (ledger_item(stack, stack.input_bucket, k) or {}).get("status") == "processed"
+    }
+    visible, in_flight = queue_counts(stack)
+    assert in_flight == 0, "unfinished work was released, not left invisible"
+    assert len(processed) + visible >= len(keys), "every upload is processed or back on the queue"
+
+    # A second daemon finishes the rest; nothing was lost.
+    process, port = start_daemon(stack)
+    try:
+        await asyncio.to_thread(wait_ready, port)
+        for _ in range(150):
+            done = [
+                k
+                for k in keys
+                if (ledger_item(stack, stack.input_bucket, k) or {}).get("status") == "processed"
+            ]
+            if len(done) == len(keys):
+                break
+            await asyncio.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(process.wait, 60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert sorted(done) == sorted(keys)
+    assert queue_counts(stack) == (0, 0)
+    rest = await notifications(stack, len(keys) - 1, settle_s=2)
+    per_key = Counter(n["source"]["key"] for n in first + rest)
+    assert per_key == dict.fromkeys(keys, 1), "one notification per upload, no more"

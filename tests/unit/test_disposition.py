@@ -1,0 +1,52 @@
+import random
+
+import pytest
+
+from pipelined.disposition import (
+    Ack,
+    BackoffPolicy,
+    JobOutcome,
+    Reject,
+    Retry,
+    combine,
+    decide,
+)
+from pipelined.errors import CorruptFileError, RetryableError, ThrottledError
+
+POLICY = BackoffPolicy(base_delay_s=5, max_delay_s=300)
+
+
+@pytest.mark.parametrize(
+    ("result", "expected"),
+    [
+        (JobOutcome.PROCESSED, Ack()),
+        (JobOutcome.SKIPPED, Ack()),
+        (JobOutcome.FAILED, Reject("permanent failure recorded")),
+        (CorruptFileError("corrupt JPEG"), Reject("corrupt JPEG")),
+    ],
+)
+def test_outcomes_and_permanent_errors(result: JobOutcome | Exception, expected: object) -> None:
+    assert decide(result, 1, POLICY, random.Random(1)) == expected
+
+
+@pytest.mark.parametrize("error", [RetryableError("s3 down"), ThrottledError("slow"), OSError("x")])
+def test_transient_and_unknown_errors_are_retried(error: Exception) -> None:
+    disposition = decide(error, 1, POLICY, random.Random(1))
+    assert isinstance(disposition, Retry)
+    assert type(error).__name__ in disposition.reason
+
+
+def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
+    rng = random.Random(7)
+    for attempt, ceiling in [(1, 5), (2, 10), (3, 20), (4, 40), (10, 300), (50, 300)]:
+        delays = {POLICY.delay_s(attempt, rng) for _ in range(200)}
+        assert min(delays) >= max(1, round(ceiling / 2) - 1)
+        assert max(delays) <= ceiling
+        if ceiling >= 20:
+            assert len(delays) > 3, "jitter must spread retries"
+
+
+def test_a_message_is_retried_if_any_record_must_be() -> None:
+    assert combine([Ack(), Retry(10, "a"), Retry(30, "b"), Reject("c")]) == Retry(30, "b")
+    assert combine([Ack(), Reject("bad")]) == Reject("bad")
+    assert combine([Ack(), Ack()]) == Ack()

@@ -1,0 +1,59 @@
+import pytest
+
+from pipelined.errors import ConfigError
+from pipelined.settings import load_settings
+
+REQUIRED = {
+    "PIPELINED_QUEUE_URL": "http://127.0.0.1:1/123/jobs",
+    "PIPELINED_OUTPUT_BUCKET": "artifacts",
+    "PIPELINED_TABLE": "jobs",
+    "PIPELINED_TOPIC_ARN": "arn:aws:sns:us-east-1:123:results",
+}
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name, value in REQUIRED.items():
+        monkeypatch.setenv(name, value)
+    return monkeypatch
+
+
+def test_defaults_and_lists(env: pytest.MonkeyPatch) -> None:
+    env.setenv("PIPELINED_THUMBNAIL_SIZES", "1024, 256,256")
+    env.setenv("PIPELINED_OUTPUT_PREFIX", "/out/derived/")
+    settings = load_settings()
+    assert settings.thumbnail_sizes == (256, 1024)
+    assert settings.output_prefix == "out/derived/"
+    assert settings.max_inflight == 8
+
+
+def test_a_missing_setting_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in REQUIRED.items():
+        if name != "PIPELINED_TABLE":
+            monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match="PIPELINED_TABLE is required"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PIPELINED_MAX_INFLIGHT", "0"),
+        ("PIPELINED_MAX_INFLIGHT", "many"),
+        ("PIPELINED_THUMBNAIL_SIZES", "256,huge"),
+        ("PIPELINED_VISIBILITY_TIMEOUT_S", "50000"),
+        ("PIPELINED_THUMBNAIL_FORMAT", "bmp"),
+    ],
+)
+def test_a_bad_value_is_named(env: pytest.MonkeyPatch, name: str, value: str) -> None:
+    env.setenv(name, value)
+    with pytest.raises(ConfigError, match=name) as error:
+        load_settings()
+    assert "\n" not in str(error.value)
+
+
+def test_relations_between_settings_are_checked(env: pytest.MonkeyPatch) -> None:
+    env.setenv("PIPELINED_JOB_TIMEOUT_S", "600")
+    env.setenv("PIPELINED_MAX_JOB_TIME_S", "300")
+    with pytest.raises(ConfigError, match="PIPELINED_MAX_JOB_TIME_S"):
+        load_settings()
