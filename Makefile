@@ -33,6 +33,10 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
+bench: $(STAMP)
+	$(BIN)/python bench/images.py
+	$(BIN)/python bench/pdf_text_engines.py
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
 

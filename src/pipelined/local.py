@@ -7,6 +7,7 @@ The daemon reaches it over HTTP through AWS_ENDPOINT_URL, exactly as it would re
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import uuid
@@ -69,6 +70,8 @@ def emulator(port: int | None = None) -> Iterator[str]:
     """Run moto's server in a thread on 127.0.0.1; yield its endpoint URL."""
     from moto.server import ThreadedMotoServer  # the emulator is a dev/local extra
 
+    # The emulator's request log would drown the daemon's own lines.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port or free_port(), verbose=False)
     server.start()
     host, bound = server.get_host_and_port()
