@@ -7,7 +7,6 @@ returned disposition says. It knows nothing of SQS either: the queue is a small 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -15,7 +14,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from pipelined import metrics
+from pipelined.concurrency import AimdLimit
 from pipelined.disposition import Ack, BackoffPolicy, Disposition, Reject, Retry
+from pipelined.errors import ThrottledError
 from pipelined.logs import get_logger
 from pipelined.metrics import Health
 from pipelined.quotas import SQS_MAX_BATCH
@@ -84,25 +85,34 @@ class _Job:
 
 
 class Slots:
-    """Counts free processing slots; pollers reserve slots before they receive."""
+    """Counts free processing slots under an adaptive limit; pollers reserve before receiving."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: AimdLimit) -> None:
         self.limit = limit
         self.used = 0
         self._freed = asyncio.Event()
+        metrics.CONCURRENCY_LIMIT.set(limit.current)
 
     async def reserve_up_to(self, wanted: int) -> int:
         """Wait for at least one free slot, then take up to ``wanted`` of them."""
-        while self.used >= self.limit:
+        while self.used >= self.limit.current:
             self._freed.clear()
             await self._freed.wait()
-        taken = min(wanted, self.limit - self.used)
+        taken = min(wanted, self.limit.current - self.used)
         self.used += taken
         return taken
 
     def give_back(self, count: int = 1) -> None:
         self.used -= count
         self._freed.set()
+
+    def record(self, *, throttled: bool) -> None:
+        """Feed the outcome of a call or job to the limit (AIMD)."""
+        changed = self.limit.on_throttle() if throttled else self.limit.on_success()
+        if changed:
+            metrics.CONCURRENCY_LIMIT.set(self.limit.current)
+            log.info("concurrency_changed", limit=self.limit.current, throttled=throttled)
+            self._freed.set()
 
 
 class DeleteBatcher:
@@ -180,7 +190,7 @@ class Consumer:
         self._health = health
         self._clock = clock
         self._rng = rng or random.Random()
-        self._slots = Slots(config.max_inflight)
+        self._slots = Slots(AimdLimit(config.max_inflight))
         self._jobs: dict[str, _Job] = {}
         self._deleter = DeleteBatcher(queue, config.delete_flush_s)
         self.on_ready: Callable[[], None] | None = None
@@ -189,6 +199,10 @@ class Consumer:
     @property
     def in_flight(self) -> int:
         return len(self._jobs)
+
+    @property
+    def concurrency_limit(self) -> int:
+        return self._slots.limit.current
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set; return once everything is drained or released."""
@@ -214,6 +228,7 @@ class Consumer:
                 )
             except Exception as error:
                 self._slots.give_back(wanted)
+                self._slots.record(throttled=isinstance(error, ThrottledError))
                 failures += 1
                 self._health.set_ready(False, f"receive failing: {error}")
                 log.warning("receive_failed", error=str(error), consecutive=failures)
@@ -266,6 +281,7 @@ class Consumer:
         metrics.IN_FLIGHT.set(len(self._jobs))
 
     async def _apply(self, delivery: Delivery, disposition: Disposition) -> None:
+        self._slots.record(throttled=isinstance(disposition, Retry) and disposition.throttled)
         if isinstance(disposition, Ack | Reject):
             self._deleter.add(delivery)
             outcome = "ack" if isinstance(disposition, Ack) else "reject"
@@ -386,10 +402,3 @@ class Consumer:
         await asyncio.gather(keeper, deleter, return_exceptions=True)
         await self._deleter.flush()
         log.info("drain_finished", released=len(unfinished))
-
-
-async def cancel_and_wait(task: asyncio.Task[object]) -> None:
-    """Cancel a task and wait for it to end, whatever it raises."""
-    task.cancel()
-    with contextlib.suppress(BaseException):
-        await task

@@ -6,7 +6,7 @@ import enum
 import random
 from dataclasses import dataclass
 
-from pipelined.errors import PermanentError
+from pipelined.errors import PermanentError, ThrottledError
 from pipelined.quotas import SQS_MAX_VISIBILITY_TIMEOUT_S
 
 
@@ -29,6 +29,7 @@ class Retry:
 
     delay_s: int
     reason: str
+    throttled: bool = False  # the cloud asked us to slow down: the consumer lowers concurrency
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,8 @@ def decide(
     if isinstance(result, PermanentError):
         return Reject(str(result) or type(result).__name__)
     reason = f"{type(result).__name__}: {result}"
-    return Retry(policy.delay_s(attempt, rng), reason)
+    throttled = isinstance(result, ThrottledError)
+    return Retry(policy.delay_s(attempt, rng), reason, throttled=throttled)
 
 
 def combine(dispositions: list[Disposition]) -> Disposition:

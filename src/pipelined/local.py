@@ -6,10 +6,12 @@ The daemon reaches it over HTTP through AWS_ENDPOINT_URL, exactly as it would re
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -72,6 +74,7 @@ def emulator(port: int | None = None) -> Iterator[str]:
 
     # The emulator's request log would drown the daemon's own lines.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    _make_dynamodb_writes_atomic()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port or free_port(), verbose=False)
     server.start()
     host, bound = server.get_host_and_port()
@@ -79,6 +82,29 @@ def emulator(port: int | None = None) -> Iterator[str]:
         yield f"http://{host}:{bound}"
     finally:
         server.stop()
+
+
+_DYNAMODB_WRITE_LOCK = threading.Lock()
+
+
+def _make_dynamodb_writes_atomic() -> None:
+    """DynamoDB applies each conditional write atomically; moto serves requests on threads and
+    does not, so two concurrent claims could both pass their condition. A lock around the
+    emulator's write operations restores the guarantee the ledger relies on.
+    """
+    from moto.dynamodb.models import DynamoDBBackend
+
+    for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
+        method = getattr(DynamoDBBackend, name)
+        if getattr(method, "_pipelined_atomic", False):
+            continue
+
+        def locked(*args: Any, __method: Any = method, **kwargs: Any) -> Any:
+            with _DYNAMODB_WRITE_LOCK:
+                return __method(*args, **kwargs)
+
+        locked._pipelined_atomic = True  # type: ignore[attr-defined]
+        setattr(DynamoDBBackend, name, functools.wraps(method)(locked))
 
 
 def provision(

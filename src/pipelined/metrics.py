@@ -25,6 +25,10 @@ PROCESSING_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900),
 )
 IN_FLIGHT = Gauge("pipelined_in_flight_messages", "Messages received and not yet finished.")
+CONCURRENCY_LIMIT = Gauge(
+    "pipelined_concurrency_limit",
+    "Messages this process may hold at once; lowered when the cloud throttles (AIMD).",
+)
 VISIBILITY_EXTENSIONS = Counter(
     "pipelined_visibility_extensions_total",
     "Visibility timeout extensions, by result (extended, failed).",

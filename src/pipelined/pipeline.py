@@ -9,7 +9,7 @@ import asyncio
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -18,7 +18,7 @@ from typing import Any, Protocol, TypeVar
 
 from pipelined import metrics
 from pipelined.disposition import JobOutcome
-from pipelined.errors import LimitExceededError, PermanentError, RetryableError
+from pipelined.errors import LeaseLostError, LimitExceededError, PermanentError, RetryableError
 from pipelined.events import ObjectEvent
 from pipelined.logs import get_logger
 from pipelined.processing import (
@@ -264,25 +264,38 @@ class Pipeline:
 
     @asynccontextmanager
     async def _renewing(self, event: ObjectEvent, claim: Claim) -> AsyncIterator[None]:
-        """Keep the ledger claim alive while the job runs, so no one takes over a live job."""
-        lease_s = self._config.claim_lease_s
-        renewer = asyncio.create_task(
-            _every(lease_s / 3, lambda: self._ledger.renew(event, claim, lease_s))
-        )
+        """Keep the ledger claim alive while the job runs, so no one takes over a live job.
+
+        If the claim is lost all the same (we were stalled past its lease and someone took
+        over), the job is cancelled and LeaseLostError raised: the new owner does the work.
+        """
+        job = asyncio.current_task()
+        assert job is not None
+        lost: list[LeaseLostError] = []
+
+        async def renew_until_lost() -> None:
+            lease_s = self._config.claim_lease_s
+            while True:
+                await asyncio.sleep(lease_s / 3)
+                try:
+                    await self._ledger.renew(event, claim, lease_s)
+                except LeaseLostError as error:
+                    lost.append(error)
+                    job.cancel()
+                    return
+                except Exception as error:  # a third of the lease is left: try again later
+                    log.warning("claim_renewal_failed", error=str(error))
+
+        renewer = asyncio.create_task(renew_until_lost())
         try:
             yield
+        except asyncio.CancelledError:
+            if lost and job.uncancel() == 0:
+                raise lost[0] from None
+            raise
         finally:
             renewer.cancel()
             await asyncio.gather(renewer, return_exceptions=True)
-
-
-async def _every(interval_s: float, action: Callable[[], Awaitable[None]]) -> None:
-    while True:
-        await asyncio.sleep(interval_s)
-        try:
-            await action()
-        except Exception as error:
-            log.warning("claim_renewal_failed", error=str(error))
 
 
 def _read_head(path: Path) -> bytes:

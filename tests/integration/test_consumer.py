@@ -7,6 +7,7 @@ from collections import Counter
 from contextlib import AsyncExitStack
 
 import pytest
+from structlog.testing import capture_logs
 
 from pipelined import metrics
 from pipelined.aws.clients import open_clients
@@ -27,8 +28,11 @@ def send(stack: LocalStack, count: int) -> None:
 
 def drain_test_event(stack: LocalStack) -> None:
     """Remove the s3:TestEvent the emulator queued when the notification was configured."""
-    stack.client("sqs").purge_queue(QueueUrl=stack.queue_url)
-    assert queue_counts(stack) == (0, 0)
+    sqs = stack.client("sqs")
+    while queue_counts(stack) != (0, 0):
+        response = sqs.receive_message(QueueUrl=stack.queue_url, WaitTimeSeconds=1)
+        for message in response.get("Messages", []):
+            sqs.delete_message(QueueUrl=stack.queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 
 async def run_consumer(
@@ -141,3 +145,78 @@ async def test_shutdown_releases_unfinished_work_at_once(stack: LocalStack) -> N
     await asyncio.wait_for(consumer, 10)
     # Released with visibility 0: visible again now, not in 300 s.
     assert queue_counts(stack) == (1, 0)
+
+
+async def test_throttling_lowers_concurrency_and_successes_raise_it_again(
+    stack: LocalStack,
+) -> None:
+    drain_test_event(stack)
+    throttles_left = 3
+    peak_in_flight = 0
+    in_flight = 0
+
+    async def handler(delivery: Delivery) -> Disposition:
+        nonlocal throttles_left, peak_in_flight, in_flight
+        in_flight += 1
+        peak_in_flight = max(peak_in_flight, in_flight)
+        await asyncio.sleep(0.2)
+        in_flight -= 1
+        if throttles_left > 0:
+            throttles_left -= 1
+            return Retry(1, "ThrottledError: slow down", throttled=True)
+        return Ack()
+
+    config = ConsumerConfig(max_inflight=8, pollers=2, wait_time_s=1, visibility_timeout_s=30)
+    with capture_logs() as logs:
+        async with AsyncExitStack() as exits:
+            clients = await open_clients(exits, max_connections=20, region=REGION)
+            queue = SqsQueue(clients.sqs, stack.queue_url)
+            consumer = Consumer(queue, handler, config, metrics.Health())
+            stop = asyncio.Event()
+            task = asyncio.create_task(consumer.run(stop))
+            send(stack, 48)
+            for _ in range(300):
+                if queue_counts(stack) == (0, 0) and consumer.in_flight == 0:
+                    break
+                await asyncio.sleep(0.1)
+            stop.set()
+            await task
+    limits = [(e["limit"], e["throttled"]) for e in logs if e["event"] == "concurrency_changed"]
+    assert limits[0] == (4, True), "a throttled retry halves the limit (a burst counts once)"
+    raised = [limit for limit, throttled in limits[1:] if not throttled]
+    assert raised == list(range(5, 5 + len(raised))), "successes raise it one step at a time"
+    assert raised, "successes raise it again"
+    assert metrics.CONCURRENCY_LIMIT._value.get() == consumer.concurrency_limit
+
+
+async def test_a_lost_lease_cancels_its_job_and_nothing_is_deleted_for_it(
+    stack: LocalStack,
+) -> None:
+    drain_test_event(stack)
+    started, cancelled, finished = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def long_handler(delivery: Delivery) -> Disposition:
+        started.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        finished.set()
+        return Ack()
+
+    lost_before = metrics.MESSAGES.labels("lost")._value.get()
+    config = ConsumerConfig(
+        max_inflight=2, pollers=1, wait_time_s=1, visibility_timeout_s=3, lease_renew_interval_s=1
+    )
+    send(stack, 1)
+    stop = asyncio.Event()
+    consumer = asyncio.create_task(run_consumer(stack, long_handler, config, stop))
+    await asyncio.wait_for(started.wait(), 10)
+    # Someone else took the message away: its receipt handle is no longer valid.
+    stack.client("sqs").purge_queue(QueueUrl=stack.queue_url)
+    await asyncio.wait_for(cancelled.wait(), 10)
+    stop.set()
+    await consumer
+    assert not finished.is_set()
+    assert metrics.MESSAGES.labels("lost")._value.get() - lost_before == 1

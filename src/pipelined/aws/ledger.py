@@ -256,13 +256,13 @@ def _names(expression: str) -> dict[str, str]:
 
 
 def _to_dynamo(value: Any) -> Any:
-    """DynamoDB has no float type and drops None inside maps badly: convert on the way in."""
+    """DynamoDB numbers are decimals, not floats: convert on the way in (None stays NULL)."""
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, float):
         return Decimal(str(value))
     if isinstance(value, dict):
-        return {str(k): _to_dynamo(v) for k, v in value.items() if v is not None}
+        return {str(k): _to_dynamo(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_to_dynamo(v) for v in value]
     return value
