@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -20,9 +22,12 @@ from tests.integration.helpers import ledger_item, notifications, put, queue_cou
 pytestmark = pytest.mark.timeout(120)
 
 
-def start_daemon(stack: LocalStack, **settings: str) -> tuple[subprocess.Popen[bytes], int]:
+def start_daemon(
+    stack: LocalStack, extra_env: dict[str, str] | None = None, **settings: str
+) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     env = {
+        **(extra_env or {}),
         **os.environ,
         **stack.daemon_environment(),
         "PIPELINED_METRICS_PORT": str(port),
@@ -134,3 +139,27 @@ async def test_sigterm_drains_and_loses_nothing(stack: LocalStack) -> None:
     rest = await notifications(stack, len(keys) - 1, settle_s=2)
     per_key = Counter(n["source"]["key"] for n in first + rest)
     assert per_key == dict.fromkeys(keys, 1), "one notification per upload, no more"
+
+
+def test_systemd_notify_protocol(stack: LocalStack, tmp_path: Path) -> None:
+    address = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(address)
+        listener.settimeout(15)
+        env_extra = {"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "1000000"}
+        process, _ = start_daemon(stack, extra_env=env_extra)
+        try:
+            states: list[str] = []
+            while not any(s.startswith("WATCHDOG=1") for s in states):
+                states.append(listener.recv(4096).decode())
+            process.send_signal(signal.SIGTERM)
+            while not any(s.startswith("STOPPING=1") for s in states):
+                states.append(listener.recv(4096).decode())
+            assert process.wait(30) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+    kinds = [state.split("=", 1)[0] for state in states]
+    assert kinds.index("READY") < kinds.index("WATCHDOG") < kinds.index("STOPPING")
+    stopping = next(state for state in states if state.startswith("STOPPING=1"))
+    assert "EXTEND_TIMEOUT_USEC=" in stopping
