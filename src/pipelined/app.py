@@ -12,6 +12,7 @@ from pipelined.aws.ledger import DynamoLedger
 from pipelined.aws.s3 import S3Store
 from pipelined.aws.sns import SnsNotifier
 from pipelined.aws.sqs import SqsQueue
+from pipelined.concurrency import ThrottleSignal
 from pipelined.consumer import Consumer, ConsumerConfig
 from pipelined.disposition import BackoffPolicy
 from pipelined.handler import MessageHandler
@@ -78,8 +79,12 @@ async def run_daemon(
         )
         stack.push_async_callback(runner.cleanup)
         log.info("metrics_listening", port=metrics.bound_port(runner))
+        throttled = ThrottleSignal()
         clients = await open_clients(
-            stack, max_connections=settings.max_inflight * 4 + 10, region=settings.aws_region
+            stack,
+            max_connections=settings.max_inflight * 4 + 10,
+            region=settings.aws_region,
+            on_throttle=throttled,
         )
         pool = WorkerPool(
             settings.workers,
@@ -103,6 +108,7 @@ async def run_daemon(
             consumer_config(settings),
             health,
         )
+        throttled.subscribe(consumer.note_throttle)
         consumer.on_ready = notifier.ready
         consumer.on_draining = lambda: notifier.stopping(settings.drain_timeout_s)
         if handle_signals:

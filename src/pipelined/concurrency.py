@@ -49,3 +49,21 @@ class AimdLimit:
         self._last_decrease = now
         self.current = max(self.minimum, self.current // 2)
         return True
+
+
+class ThrottleSignal:
+    """Fan-out of "the cloud throttled us", from where it is seen to whoever adapts to it.
+
+    The AWS clients see throttling on every attempt, including the ones their own retries
+    absorb; the consumer is created later and subscribes.
+    """
+
+    def __init__(self) -> None:
+        self._listeners: list[Callable[[], None]] = []
+
+    def subscribe(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    def __call__(self) -> None:
+        for listener in self._listeners:
+            listener()

@@ -7,6 +7,7 @@ returned disposition says. It knows nothing of SQS either: the queue is a small 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -90,20 +91,30 @@ class Slots:
     def __init__(self, limit: AimdLimit) -> None:
         self.limit = limit
         self.used = 0
+        self.closed = False
+        self.closed_event = asyncio.Event()
         self._freed = asyncio.Event()
         metrics.CONCURRENCY_LIMIT.set(limit.current)
 
     async def reserve_up_to(self, wanted: int) -> int:
-        """Wait for at least one free slot, then take up to ``wanted`` of them."""
-        while self.used >= self.limit.current:
+        """Wait for at least one free slot, then take up to ``wanted``; 0 once closed."""
+        while self.used >= self.limit.current and not self.closed:
             self._freed.clear()
             await self._freed.wait()
+        if self.closed:
+            return 0
         taken = min(wanted, self.limit.current - self.used)
         self.used += taken
         return taken
 
     def give_back(self, count: int = 1) -> None:
         self.used -= count
+        self._freed.set()
+
+    def close(self) -> None:
+        """No more reservations: wakes every waiting poller so it can stop."""
+        self.closed = True
+        self.closed_event.set()
         self._freed.set()
 
     def record(self, *, throttled: bool) -> None:
@@ -204,6 +215,10 @@ class Consumer:
     def concurrency_limit(self) -> int:
         return self._slots.limit.current
 
+    def note_throttle(self) -> None:
+        """A cloud call was throttled somewhere: take fewer messages for a while."""
+        self._slots.record(throttled=True)
+
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set; return once everything is drained or released."""
         keeper = asyncio.create_task(self._keep_leases(), name="lease-keeper")
@@ -219,9 +234,15 @@ class Consumer:
             await self._drain(pollers, keeper, deleter)
 
     async def _poll(self) -> None:
+        """Receive for free slots until the slots close.
+
+        A receive in progress is never cancelled: SQS may already have handed its messages
+        over, and they would stay invisible for a whole visibility timeout. It is let finish
+        (a long poll lasts at most ``wait_time_s``) and what it brings after the stop is
+        released at once.
+        """
         failures = 0
-        while True:
-            wanted = await self._slots.reserve_up_to(SQS_MAX_BATCH)
+        while wanted := await self._slots.reserve_up_to(SQS_MAX_BATCH):
             try:
                 deliveries = await self._queue.receive(
                     wanted, self._config.wait_time_s, self._config.visibility_timeout_s
@@ -232,14 +253,24 @@ class Consumer:
                 failures += 1
                 self._health.set_ready(False, f"receive failing: {error}")
                 log.warning("receive_failed", error=str(error), consecutive=failures)
-                await asyncio.sleep(min(30.0, 0.5 * 2**failures) * self._rng.uniform(0.5, 1.0))
+                await self._pause(min(30.0, 0.5 * 2**failures) * self._rng.uniform(0.5, 1.0))
                 continue
+            self._slots.give_back(wanted - len(deliveries))
+            if self._slots.closed:
+                self._slots.give_back(len(deliveries))
+                await self._release([(delivery, 0) for delivery in deliveries])
+                metrics.MESSAGES.labels("released").inc(len(deliveries))
+                return
             if failures or not self._health.ready:
                 self._mark_ready()
             failures = 0
-            self._slots.give_back(wanted - len(deliveries))
             for delivery in deliveries:
                 self._start_job(delivery)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but wake as soon as the consumer stops."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._slots.closed_event.wait(), seconds)
 
     def _mark_ready(self) -> None:
         self._health.set_ready(True, "")
@@ -381,9 +412,7 @@ class Consumer:
         deleter: asyncio.Task[None],
     ) -> None:
         """Stop receiving at once, let in-flight work finish with leases kept, release the rest."""
-        for poller in pollers:
-            poller.cancel()
-        await asyncio.gather(*pollers, return_exceptions=True)
+        self._slots.close()
         self._health.set_ready(False, "draining")
         if self.on_draining is not None:
             self.on_draining()
@@ -391,6 +420,11 @@ class Consumer:
         log.info("drain_started", in_flight=len(tasks), timeout_s=self._config.drain_timeout_s)
         if tasks:
             await asyncio.wait(tasks, timeout=self._config.drain_timeout_s)
+        # Receives still in progress end within their long poll (plus the client's margin).
+        _, stuck = await asyncio.wait(pollers, timeout=self._config.wait_time_s + 10)
+        for poller in stuck:
+            poller.cancel()
+        await asyncio.gather(*pollers, return_exceptions=True)
         unfinished = list(self._jobs.values())
         for job in unfinished:
             self._cancel(job, "shutdown")

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from pipelined import samples
+from pipelined import metrics, samples
 from pipelined.local import LocalStack
 from tests.integration.helpers import (
     ledger_item,
@@ -24,10 +24,12 @@ async def test_a_retryable_failure_is_retried_and_then_succeeds(stack: LocalStac
     # The ledger table is missing at first: a real AWS error that retrying can cure.
     dynamodb = stack.client("dynamodb")
     dynamodb.delete_table(TableName=stack.table)
-    async with running_daemon():
+    retries_before = metrics.MESSAGES.labels("retry")._value.get()
+    # Backoff of 2, 4, 4 ... s keeps the fifth receive (and the DLQ) well beyond the outage.
+    async with running_daemon(retry_base_delay_s=2.0, retry_max_delay_s=4.0):
         put(stack, "later.png", samples.transparent_png())
-        await asyncio.sleep(4)  # a few failed attempts, each sent back with a backoff delay
-        assert await notifications(stack, 1, timeout_s=1) == []
+        await asyncio.sleep(3)  # a few failed attempts, each sent back with a backoff delay
+        assert await notifications(stack, 1, timeout_s=0.5) == []
         dynamodb.create_table(
             TableName=stack.table,
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
@@ -36,6 +38,7 @@ async def test_a_retryable_failure_is_retried_and_then_succeeds(stack: LocalStac
         )
         [notification] = await notifications(stack, 1, settle_s=2)
     assert notification["status"] == "processed"
+    assert metrics.MESSAGES.labels("retry")._value.get() > retries_before
     assert queue_counts(stack) == (0, 0)
     assert queue_counts(stack, stack.dead_letter_queue_url) == (0, 0)
 

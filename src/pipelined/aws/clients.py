@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aioboto3
 from botocore.config import Config
 
+from pipelined.aws.errors import THROTTLING_CODES, error_code_of
 from pipelined.quotas import SQS_MAX_WAIT_TIME_S
 
 if TYPE_CHECKING:
@@ -27,9 +29,15 @@ class Clients:
 
 
 async def open_clients(
-    stack: AsyncExitStack, max_connections: int, region: str | None = None
+    stack: AsyncExitStack,
+    max_connections: int,
+    region: str | None = None,
+    on_throttle: Callable[[], None] | None = None,
 ) -> Clients:
-    """Open every client once; endpoint and credentials come from the standard AWS chain."""
+    """Open every client once; endpoint and credentials come from the standard AWS chain.
+
+    ``on_throttle`` is called for every throttled attempt, also those botocore retries itself.
+    """
     session = aioboto3.Session(region_name=region)
     config = Config(
         # Standard mode retries throttling and transient errors with backoff before we see them.
@@ -43,4 +51,16 @@ async def open_clients(
     s3 = await stack.enter_async_context(session.client("s3", config=config))
     dynamodb = await stack.enter_async_context(session.client("dynamodb", config=config))
     sns = await stack.enter_async_context(session.client("sns", config=config))
+    if on_throttle is not None:
+        for client in (sqs, s3, dynamodb, sns):
+            client.meta.events.register("needs-retry", _throttle_listener(on_throttle))
     return Clients(sqs=sqs, s3=s3, dynamodb=dynamodb, sns=sns)
+
+
+def _throttle_listener(on_throttle: Callable[[], None]) -> Callable[..., None]:
+    def listener(response: Any = None, **_: Any) -> None:
+        # Returning None leaves the retry decision to botocore's own handler.
+        if response is not None and error_code_of(response[1]) in THROTTLING_CODES:
+            on_throttle()
+
+    return listener

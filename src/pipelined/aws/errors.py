@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 import aiohttp
 from botocore.exceptions import BotoCoreError, ClientError
@@ -28,7 +29,12 @@ THROTTLING_CODES = frozenset(
 
 
 def error_code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", "Unknown"))
+    return error_code_of(error.response)
+
+
+def error_code_of(parsed_response: Mapping[str, Any]) -> str:
+    error = parsed_response.get("Error") or {}
+    return str(error.get("Code", "Unknown"))
 
 
 @contextmanager
