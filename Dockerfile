@@ -65,7 +65,7 @@ ENV PATH=/opt/pipelined/bin:$PATH \
 
 # Numeric user: Kubernetes runAsNonRoot can verify it without reading /etc/passwd.
 USER 10001:10001
-WORKDIR /tmp
+WORKDIR /opt/pipelined
 
 EXPOSE 9400
 

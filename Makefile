@@ -31,7 +31,7 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest
 
-test: lint typecheck unit
+test: lint typecheck unit lint-deploy
 
 bench: $(STAMP)
 	$(BIN)/python bench/images.py

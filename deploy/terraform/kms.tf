@@ -7,8 +7,8 @@ data "aws_iam_policy_document" "key" {
   # checkov:skip=CKV_AWS_111:A key policy's Resource "*" means this key only; write access is limited to account IAM and the two event sources.
   # checkov:skip=CKV_AWS_356:A key policy's Resource "*" means this key only.
   statement {
-    sid     = "KeyAdministration"
-    effect  = "Allow"
+    sid    = "KeyAdministration"
+    effect = "Allow"
     actions = [
       "kms:CancelKeyDeletion",
       "kms:CreateAlias",

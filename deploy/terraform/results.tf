@@ -1,7 +1,6 @@
 # Results: the DynamoDB table (only key: string partition key `pk`) and the SNS topic.
 
 resource "aws_dynamodb_table" "results" {
-  # checkov:skip=CKV_AWS_119:The table uses the customer managed key when create_kms_key is true, the AWS managed key otherwise.
   name                        = "${var.name}-results"
   billing_mode                = "PAY_PER_REQUEST"
   hash_key                    = "pk"

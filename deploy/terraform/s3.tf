@@ -13,7 +13,6 @@ resource "aws_s3_bucket" "this" {
   # checkov:skip=CKV_AWS_18:Access logging is optional (var.access_log_bucket, aws_s3_bucket_logging below); the log bucket is account infrastructure this module does not own.
   # checkov:skip=CKV_AWS_144:Cross-region replication is a disaster-recovery decision of the operator; inputs can be re-uploaded and artifacts regenerated.
   # checkov:skip=CKV2_AWS_62:Only the input bucket needs event notifications (aws_s3_bucket_notification.input); the output bucket feeds nothing.
-  # checkov:skip=CKV_AWS_145:KMS default encryption is used when create_kms_key is true; otherwise SSE-S3 by choice of the operator.
   bucket = each.value
   tags   = var.tags
 }

@@ -1,11 +1,11 @@
 variable "name" {
-  description = "Prefix of every resource name (lower case; bucket names add account and region)."
+  description = "Prefix of every resource name, 2-24 characters (bucket names add account and region and must stay within 63)."
   type        = string
   default     = "pipelined"
 
   validation {
-    condition     = can(regex("^[a-z][a-z0-9-]{1,30}$", var.name))
-    error_message = "name: lower-case letters, digits and dashes, 2-31 characters."
+    condition     = can(regex("^[a-z][a-z0-9-]{1,23}$", var.name))
+    error_message = "name: lower-case letters, digits and dashes, 2-24 characters."
   }
 }
 

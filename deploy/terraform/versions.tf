@@ -24,8 +24,8 @@ data "aws_partition" "current" {}
 
 locals {
   account_id = data.aws_caller_identity.current.account_id
-  # `region` on provider 6, `name` on provider 5.
-  region     = try(data.aws_region.current.region, data.aws_region.current.name)
+  # The data source's id is the region name on provider 5 and 6 (`name` is deprecated on 6).
+  region     = data.aws_region.current.id
   partition  = data.aws_partition.current.partition
   dns_suffix = data.aws_partition.current.dns_suffix
 
