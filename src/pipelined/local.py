@@ -52,13 +52,18 @@ class LocalStack:
         }
 
     def client(self, service: str) -> Any:
-        return boto3.client(
-            service,
-            endpoint_url=self.endpoint_url,
-            region_name=REGION,
-            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        )
+        return aws_client(self.endpoint_url, service)
+
+
+def aws_client(endpoint_url: str, service: str) -> Any:
+    """A synchronous boto3 client for the emulator (set-up and inspection, not the daemon)."""
+    return boto3.client(
+        service,
+        endpoint_url=endpoint_url,
+        region_name=REGION,
+        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
 
 
 def free_port() -> int:
@@ -115,8 +120,7 @@ def provision(
     output prefix, which exercises the daemon's guard against processing its own output.
     """
     name = name or f"pipelined-{uuid.uuid4().hex[:8]}"
-    probe = LocalStack(endpoint_url, "", "", "", "", "", "", "")
-    sqs, s3, sns, dynamodb = (probe.client(s) for s in ("sqs", "s3", "sns", "dynamodb"))
+    sqs, s3, sns, dynamodb = (aws_client(endpoint_url, s) for s in ("sqs", "s3", "sns", "dynamodb"))
 
     dlq_url = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
     dlq_arn = _queue_arn(sqs, dlq_url)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import urllib.request
 
 import pytest
 from PIL import Image
@@ -173,3 +175,22 @@ async def test_a_malformed_message_is_rejected_not_retried(stack: LocalStack) ->
         await notifications(stack, 1)
     assert queue_counts(stack) == (0, 0)
     assert queue_counts(stack, stack.dead_letter_queue_url) == (0, 0)
+
+
+async def test_notifications_can_carry_presigned_urls(stack: LocalStack) -> None:
+    async with running_daemon(presign_ttl_s=300):
+        put(stack, "shared/logo.png", samples.transparent_png())
+        [notification] = await notifications(stack, 1)
+    for artifact in notification["artifacts"]:
+        assert "X-Amz-Expires=300" in artifact["url"]
+        fetched = await asyncio.to_thread(_fetch, artifact["url"])
+        assert fetched == object_bytes(stack, artifact["bucket"], artifact["key"])
+    item = ledger_item(stack, stack.input_bucket, "shared/logo.png")
+    assert item is not None
+    assert all(artifact.get("url") is None for artifact in item["artifacts"]), "URLs expire"
+
+
+def _fetch(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        body: bytes = response.read()
+        return body

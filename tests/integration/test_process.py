@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -55,6 +56,11 @@ def wait_ready(port: int, timeout_s: float = 30) -> None:
     raise AssertionError("the daemon never became ready")
 
 
+def http_body(port: int, path: str) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as reply:
+        return str(reply.read().decode())
+
+
 def http_status(port: int, path: str) -> int:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as reply:
         return int(reply.status)
@@ -98,6 +104,15 @@ async def test_sigterm_drains_and_loses_nothing(stack: LocalStack) -> None:
         for key in keys:
             put(stack, key, body)
         first = await notifications(stack, 1)  # work is under way
+        exported = await asyncio.to_thread(http_body, port, "/metrics")
+        for line in (
+            'pipelined_messages_total{outcome="ack"}',
+            'pipelined_jobs_total{kind="pdf",outcome="processed"}',
+            'pipelined_processing_seconds_count{kind="pdf"}',
+            "pipelined_in_flight_messages",
+            "pipelined_concurrency_limit 4.0",
+        ):
+            assert line in exported
         process.send_signal(signal.SIGTERM)
         returncode = await asyncio.to_thread(process.wait, 60)
     finally:
@@ -163,3 +178,56 @@ def test_systemd_notify_protocol(stack: LocalStack, tmp_path: Path) -> None:
     assert kinds.index("READY") < kinds.index("WATCHDOG") < kinds.index("STOPPING")
     stopping = next(state for state in states if state.startswith("STOPPING=1"))
     assert "EXTEND_TIMEOUT_USEC=" in stopping
+
+
+def test_local_runs_the_stack_and_says_how_to_use_it(tmp_path: Path) -> None:
+    env = {**os.environ, "PIPELINED_METRICS_PORT": str(free_port()), "PIPELINED_LOG_FORMAT": "json"}
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipelined", "local", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        printed = []
+        for line in process.stdout:
+            printed.append(line)
+            if "Ctrl-C" in line:
+                break
+        text = "".join(printed)
+        assert f"http://127.0.0.1:{port}" in text
+        bucket = re.search(r"--bucket (\S+)", text)
+        watch = re.search(r"--queue-url (\S+)", text)
+        assert bucket, text
+        assert watch, text
+        stack = LocalStack(
+            endpoint_url=f"http://127.0.0.1:{port}",
+            input_bucket=bucket.group(1),
+            output_bucket=bucket.group(1),
+            queue_url="",
+            dead_letter_queue_url="",
+            table="",
+            topic_arn="",
+            watch_queue_url=watch.group(1),
+        )
+        picture = tmp_path / "photo.jpg"
+        picture.write_bytes(samples.photo_jpeg(width=400, height=300))
+        command = [sys.executable, "-m", "pipelined", "upload", str(picture)]
+        upload = subprocess.run(
+            [*command, "--bucket", stack.input_bucket],
+            env={**env, **stack.aws_environment()},
+            capture_output=True,
+            timeout=30,
+            check=True,
+        )
+        assert "uploaded" in upload.stdout.decode()
+        [notification] = asyncio.run(notifications(stack, 1))
+        assert (notification["status"], notification["source"]["key"]) == ("processed", "photo.jpg")
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from pipelined.errors import ConfigError
@@ -57,3 +59,19 @@ def test_relations_between_settings_are_checked(env: pytest.MonkeyPatch) -> None
     env.setenv("PIPELINED_MAX_JOB_TIME_S", "300")
     with pytest.raises(ConfigError, match="PIPELINED_MAX_JOB_TIME_S"):
         load_settings()
+
+
+def test_a_dotenv_file_is_honoured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    lines = [f"{name}={value}" for name, value in REQUIRED.items()]
+    (tmp_path / ".env").write_text("\n".join([*lines, "PIPELINED_MAX_INFLIGHT=3", ""]))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PIPELINED_WORKERS", "5")  # the environment wins over the file
+    settings = load_settings()
+    assert (settings.max_inflight, settings.workers, settings.table) == (3, 5, "jobs")
+
+
+def test_aws_region_is_read_from_either_standard_variable(env: pytest.MonkeyPatch) -> None:
+    env.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    assert load_settings().aws_region == "eu-west-1"
+    env.setenv("AWS_REGION", "eu-central-1")
+    assert load_settings().aws_region == "eu-central-1"

@@ -48,7 +48,9 @@ async def open_clients(
         read_timeout=SQS_MAX_WAIT_TIME_S + 10,
     )
     sqs = await stack.enter_async_context(session.client("sqs", config=config))
-    s3 = await stack.enter_async_context(session.client("s3", config=config))
+    # SigV4 for presigned URLs too: SigV2 is refused in newer regions and is being retired.
+    s3_config = config.merge(Config(signature_version="s3v4"))
+    s3 = await stack.enter_async_context(session.client("s3", config=s3_config))
     dynamodb = await stack.enter_async_context(session.client("dynamodb", config=config))
     sns = await stack.enter_async_context(session.client("sns", config=config))
     if on_throttle is not None:
