@@ -202,7 +202,9 @@ class Consumer:
         self._clock = clock
         self._rng = rng or random.Random()
         self._slots = Slots(AimdLimit(config.max_inflight))
-        self._jobs: dict[str, _Job] = {}
+        # Keyed by delivery, not message id: a message redelivered while an earlier delivery of
+        # it is still running here is a second job with its own lease.
+        self._jobs: dict[Delivery, _Job] = {}
         self._deleter = DeleteBatcher(queue, config.delete_flush_s)
         self.on_ready: Callable[[], None] | None = None
         self.on_draining: Callable[[], None] | None = None
@@ -281,7 +283,7 @@ class Consumer:
     def _start_job(self, delivery: Delivery) -> None:
         now = self._clock()
         job = _Job(delivery, now, now + self._config.visibility_timeout_s)
-        self._jobs[delivery.message_id] = job
+        self._jobs[delivery] = job
         metrics.IN_FLIGHT.set(len(self._jobs))
         log.debug(
             "message_received", message_id=delivery.message_id, receives=delivery.receive_count
@@ -307,7 +309,7 @@ class Consumer:
             await asyncio.shield(self._apply(job.delivery, disposition))
 
     def _finish(self, job: _Job) -> None:
-        self._jobs.pop(job.delivery.message_id, None)
+        self._jobs.pop(job.delivery, None)
         self._slots.give_back()
         metrics.IN_FLIGHT.set(len(self._jobs))
 

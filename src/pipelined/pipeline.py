@@ -27,7 +27,7 @@ from pipelined.processing import (
     process_file,
     sniff_kind,
 )
-from pipelined.records import JobRecord, Kind, SourceObject, StoredArtifact
+from pipelined.records import JobRecord, SourceObject, StoredArtifact
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -131,10 +131,9 @@ class Pipeline:
         if not claim.granted:
             return await self._not_claimed(event, claim)
         started = time.monotonic()
-        started_at = _now_iso()
         try:
             async with self._renewing(event, claim):
-                record = await self._produce(event, claim, started_at, started)
+                record = await self._produce(event, claim, started)
             await asyncio.shield(self._ledger.complete(event, claim, record))
         except BaseException:
             # Retryable error or shutdown: free the claim so the redelivery need not wait.
@@ -144,7 +143,7 @@ class Pipeline:
         await self._notify(event, record)
         outcome = JobOutcome.PROCESSED if record.status == "processed" else JobOutcome.FAILED
         metrics.JOBS.labels(record.kind, outcome.value).inc()
-        log.info(f"job_{outcome.value}", kind=record.kind, error=record.error)
+        log.info("job_finished", status=record.status, kind=record.kind, ms=record.duration_ms)
         return outcome
 
     async def _not_claimed(self, event: ObjectEvent, claim: Claim) -> JobOutcome:
@@ -157,39 +156,36 @@ class Pipeline:
         log.info("job_skipped", reason=claim.reason)
         return JobOutcome.SKIPPED
 
-    async def _produce(
-        self, event: ObjectEvent, claim: Claim, started_at: str, started: float
-    ) -> JobRecord:
-        source = SourceObject(event.bucket, event.key, event.etag, event.size, event.version_id)
+    async def _produce(self, event: ObjectEvent, claim: Claim, started: float) -> JobRecord:
+        """Download, process and upload; bad input becomes a ``failed`` record, not an error."""
+        record = JobRecord(
+            source=SourceObject(event.bucket, event.key, event.etag, event.size, event.version_id),
+            status="processed",
+            kind="unknown",
+            attempts=claim.attempts,
+            started_at=_now_iso(),
+            finished_at="",
+            duration_ms=0,
+        )
         with tempfile.TemporaryDirectory(prefix="pipelined-", dir=self._config.tmp_dir) as work:
-            kind: Kind = "unknown"
+            source_path = Path(work) / "source"
             try:
-                info = await self._fetch(event, Path(work) / "source")
-                source = replace(source, etag=info.etag or source.etag, size=info.size)
-                kind = sniff_kind(_read_head(Path(work) / "source")) or "unknown"
+                info = await self._fetch(event, source_path)
+                record = replace(
+                    record,
+                    source=replace(record.source, etag=info.etag or event.etag, size=info.size),
+                    kind=sniff_kind(_read_head(source_path)) or "unknown",
+                )
                 result = await self._runner.run(
-                    process_file, str(Path(work) / "source"), work, self._config.options
+                    process_file, str(source_path), work, self._config.options
                 )
                 artifacts = await self._upload(event, result)
+                record = replace(record, artifacts=artifacts, metadata=result.metadata)
             except PermanentError as error:
                 log.warning("job_failed", reason=str(error), error_type=type(error).__name__)
-                return self._record(
-                    source,
-                    kind=kind,
-                    claim=claim,
-                    started_at=started_at,
-                    started=started,
-                    error=str(error),
-                )
-            return self._record(
-                source,
-                kind=result.kind,
-                claim=claim,
-                started_at=started_at,
-                started=started,
-                artifacts=artifacts,
-                metadata=result.metadata,
-            )
+                record = replace(record, status="failed", error=str(error))
+        duration_ms = round((time.monotonic() - started) * 1000)
+        return replace(record, finished_at=_now_iso(), duration_ms=duration_ms)
 
     async def _fetch(self, event: ObjectEvent, destination: Path) -> ObjectInfo:
         limit = self._config.max_object_bytes
@@ -224,31 +220,6 @@ class Pipeline:
                 height=artifact.height,
             )
             for artifact, size in zip(result.artifacts, sizes, strict=True)
-        )
-
-    def _record(
-        self,
-        source: SourceObject,
-        *,
-        kind: Kind,
-        claim: Claim,
-        started_at: str,
-        started: float,
-        artifacts: tuple[StoredArtifact, ...] = (),
-        metadata: dict[str, Any] | None = None,
-        error: str | None = None,
-    ) -> JobRecord:
-        return JobRecord(
-            source=source,
-            status="failed" if error else "processed",
-            kind=kind,
-            attempts=claim.attempts,
-            started_at=started_at,
-            finished_at=_now_iso(),
-            duration_ms=round((time.monotonic() - started) * 1000),
-            artifacts=artifacts,
-            metadata=metadata or {},
-            error=error,
         )
 
     async def _notify(self, event: ObjectEvent, record: JobRecord) -> None:
