@@ -420,10 +420,11 @@ class Consumer:
             self.on_draining()
         tasks = [job.task for job in self._jobs.values() if job.task is not None]
         log.info("drain_started", in_flight=len(tasks), timeout_s=self._config.drain_timeout_s)
-        if tasks:
-            await asyncio.wait(tasks, timeout=self._config.drain_timeout_s)
-        # Receives still in progress end within their long poll (plus the client's margin).
-        _, stuck = await asyncio.wait(pollers, timeout=self._config.wait_time_s + 10)
+        # Jobs finish and receives in progress end (within their long poll) side by side.
+        _, pending = await asyncio.wait([*tasks, *pollers], timeout=self._config.drain_timeout_s)
+        stuck = [poller for poller in pollers if poller in pending]
+        if stuck:
+            log.warning("receive_abandoned", pollers=len(stuck))  # back after their timeout
         for poller in stuck:
             poller.cancel()
         await asyncio.gather(*pollers, return_exceptions=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Annotated, Literal
 
+from PIL import features
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -80,6 +81,13 @@ class Settings(BaseSettings):
         if not sizes or any(size < 1 or size > 10_000 for size in sizes):
             raise ValueError("must be a comma-separated list of sizes between 1 and 10000")
         return tuple(sorted(set(sizes)))
+
+    @field_validator("thumbnail_format")
+    @classmethod
+    def _check_format_is_available(cls, fmt: str) -> str:
+        if fmt == "avif" and not features.check("avif"):
+            raise ValueError("avif needs a Pillow built with libavif, and this one is not")
+        return fmt
 
     @field_validator("output_prefix")
     @classmethod
