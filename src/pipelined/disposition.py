@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import enum
+import math
 import random
 from dataclasses import dataclass
 
-from pipelined.errors import PermanentError, ThrottledError
+from pipelined.errors import PermanentError, RetryableError, ThrottledError
 from pipelined.quotas import SQS_MAX_VISIBILITY_TIMEOUT_S
 
 
@@ -75,7 +76,10 @@ def decide(
         return Reject(str(result) or type(result).__name__)
     reason = f"{type(result).__name__}: {result}"
     throttled = isinstance(result, ThrottledError)
-    return Retry(policy.delay_s(attempt, rng), reason, throttled=throttled)
+    delay = policy.delay_s(attempt, rng)
+    if isinstance(result, RetryableError) and result.retry_after_s > delay:
+        delay = min(math.ceil(result.retry_after_s) + 1, SQS_MAX_VISIBILITY_TIMEOUT_S)
+    return Retry(delay, reason, throttled=throttled)
 
 
 def combine(dispositions: list[Disposition]) -> Disposition:

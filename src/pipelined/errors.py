@@ -4,6 +4,8 @@ Every exception here takes a single message argument so that it survives picklin
 process pool unchanged.
 """
 
+from __future__ import annotations
+
 
 class PipelinedError(Exception):
     """Root of every error pipelined raises on purpose."""
@@ -11,6 +13,20 @@ class PipelinedError(Exception):
 
 class RetryableError(PipelinedError):
     """A transient failure: the message goes back to the queue after a backoff delay."""
+
+    retry_after_s: float = 0.0
+    """When known, the earliest a retry can succeed; the backoff is never shorter."""
+
+
+class ClaimBusyError(RetryableError):
+    """Another consumer holds a live claim on the same object version."""
+
+    def __init__(self, message: str, retry_after_s: float = 0.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    def __reduce__(self) -> tuple[type[ClaimBusyError], tuple[str, float]]:
+        return (type(self), (str(self), self.retry_after_s))
 
 
 class ThrottledError(RetryableError):

@@ -18,7 +18,7 @@ from typing import Any, Protocol, TypeVar
 
 from pipelined import metrics
 from pipelined.disposition import JobOutcome
-from pipelined.errors import LeaseLostError, LimitExceededError, PermanentError, RetryableError
+from pipelined.errors import ClaimBusyError, LeaseLostError, LimitExceededError, PermanentError
 from pipelined.events import ObjectEvent
 from pipelined.logs import get_logger
 from pipelined.processing import (
@@ -64,6 +64,7 @@ class Claim:
     owner: str
     attempts: int = 0
     reason: str = ""  # why not granted: duplicate, stale, busy
+    retry_after_s: float = 0.0  # for busy: until the holder's lease runs out
     existing: JobRecord | None = None  # the finished record, for a duplicate
     notified: bool = True
 
@@ -148,7 +149,11 @@ class Pipeline:
 
     async def _not_claimed(self, event: ObjectEvent, claim: Claim) -> JobOutcome:
         if claim.busy:
-            raise RetryableError("another consumer holds a live claim on this object version")
+            # Come back when the holder's lease has run out: by then it has finished (and this
+            # delivery is a duplicate) or died (and this delivery takes over).
+            raise ClaimBusyError(
+                "another consumer holds a live claim on this object version", claim.retry_after_s
+            )
         if claim.existing is not None and not claim.notified:
             # The job finished but its notification never went out (a crash in between).
             await self._notify(event, claim.existing)

@@ -65,7 +65,9 @@ async def test_of_two_concurrent_claims_exactly_one_wins(ledger: DynamoLedger) -
 async def test_a_claim_whose_lease_ran_out_is_taken_over(ledger: DynamoLedger) -> None:
     first = await ledger.claim(EVENT, "dead-owner", 1)
     assert first.granted
-    assert (await ledger.claim(EVENT, "other", 60)).busy
+    busy = await ledger.claim(EVENT, "other", 60)
+    assert busy.busy
+    assert 0 < busy.retry_after_s <= 1
     await asyncio.sleep(1.2)
     second = await ledger.claim(EVENT, "other", 60)
     assert (second.granted, second.attempts) == (True, 2)

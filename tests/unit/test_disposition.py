@@ -1,3 +1,4 @@
+import pickle
 import random
 
 import pytest
@@ -11,7 +12,7 @@ from pipelined.disposition import (
     combine,
     decide,
 )
-from pipelined.errors import CorruptFileError, RetryableError, ThrottledError
+from pipelined.errors import ClaimBusyError, CorruptFileError, RetryableError, ThrottledError
 
 POLICY = BackoffPolicy(base_delay_s=5, max_delay_s=300)
 
@@ -50,3 +51,18 @@ def test_a_message_is_retried_if_any_record_must_be() -> None:
     assert combine([Ack(), Retry(10, "a"), Retry(30, "b"), Reject("c")]) == Retry(30, "b")
     assert combine([Ack(), Reject("bad")]) == Reject("bad")
     assert combine([Ack(), Ack()]) == Ack()
+
+
+def test_a_busy_claim_is_retried_no_sooner_than_its_holder_can_finish() -> None:
+    disposition = decide(ClaimBusyError("busy", retry_after_s=42.3), 1, POLICY, random.Random(1))
+    assert isinstance(disposition, Retry)
+    assert disposition.delay_s == 44
+    assert not disposition.throttled
+    throttled = decide(ThrottledError("slow"), 1, POLICY, random.Random(1))
+    assert isinstance(throttled, Retry)
+    assert throttled.throttled
+
+
+def test_errors_survive_the_trip_through_a_worker_process() -> None:
+    error = pickle.loads(pickle.dumps(ClaimBusyError("busy", retry_after_s=7)))
+    assert (str(error), error.retry_after_s) == ("busy", 7)

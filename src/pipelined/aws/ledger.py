@@ -115,7 +115,8 @@ class DynamoLedger:
         if item.get("version") != event.version:
             return Claim(granted=False, owner=owner, reason="stale")
         if item.get("status") == "processing":
-            return Claim(granted=False, owner=owner, reason="busy")
+            remaining = float(item.get("lease_expires_at", now)) - now
+            return Claim(granted=False, owner=owner, reason="busy", retry_after_s=max(0, remaining))
         return Claim(
             granted=False,
             owner=owner,
