@@ -34,8 +34,10 @@ unit: $(STAMP)
 test: lint typecheck unit lint-deploy
 
 bench: $(STAMP)
+	$(BIN)/pip install --quiet pyvips==3.2.0 pyvips-binary==8.18.7
 	$(BIN)/python bench/images.py
 	$(BIN)/python bench/pdf_text_engines.py
+	$(BIN)/python bench/soak_memory.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -54,6 +54,8 @@ def pipeline_config(settings: Settings) -> PipelineConfig:
             max_pixels=settings.max_pixels,
             max_frames=settings.max_frames,
             max_pages=settings.max_pages,
+            # The preview renders in its own child with its own deadline, always inside the job's.
+            pdf_preview_timeout_s=min(10.0, settings.job_timeout_s / 2),
         ),
         max_object_bytes=settings.max_object_bytes,
         claim_lease_s=settings.claim_lease_s,

@@ -37,6 +37,10 @@ class LeaseLostError(RetryableError):
     """The message's lease could not be extended; another consumer may own it now."""
 
 
+class WorkerDiedError(RetryableError):
+    """A pool worker died under a job (killed from outside, or a crash in native code)."""
+
+
 class PermanentError(PipelinedError):
     """Bad input: recorded as failed, notified and deleted; retrying cannot help."""
 

@@ -18,7 +18,13 @@ from typing import Any, Protocol, TypeVar
 
 from pipelined import metrics
 from pipelined.disposition import JobOutcome
-from pipelined.errors import ClaimBusyError, LeaseLostError, LimitExceededError, PermanentError
+from pipelined.errors import (
+    ClaimBusyError,
+    LeaseLostError,
+    LimitExceededError,
+    PermanentError,
+    WorkerDiedError,
+)
 from pipelined.events import ObjectEvent
 from pipelined.logs import get_logger
 from pipelined.processing import (
@@ -33,6 +39,10 @@ log = get_logger(__name__)
 T = TypeVar("T")
 
 SNIFF_BYTES = 4096
+
+WORKER_DEATHS_BEFORE_FAILING = 3
+"""A file whose worker dies this many times (a crash in a native decoder, say) is recorded as
+failed, not retried into the dead-letter queue. Kept below the usual maxReceiveCount of 5."""
 
 
 @dataclass(frozen=True)
@@ -186,6 +196,12 @@ class Pipeline:
                 )
                 artifacts = await self._upload(event, result)
                 record = replace(record, artifacts=artifacts, metadata=result.metadata)
+            except WorkerDiedError as error:
+                if claim.attempts < WORKER_DEATHS_BEFORE_FAILING:
+                    raise  # perhaps killed from outside: try again
+                reason = f"{error} on each of {claim.attempts} attempts at this file"
+                log.warning("job_failed", reason=reason, error_type=type(error).__name__)
+                record = replace(record, status="failed", error=reason)
             except PermanentError as error:
                 log.warning("job_failed", reason=str(error), error_type=type(error).__name__)
                 record = replace(record, status="failed", error=str(error))

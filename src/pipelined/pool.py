@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import pebble
 
-from pipelined.errors import LimitExceededError, RetryableError
+from pipelined.errors import LimitExceededError, WorkerDiedError
 
 T = TypeVar("T")
 
@@ -66,7 +66,7 @@ class WorkerPool:
             ) from None
         except pebble.ProcessExpired as error:
             # Killed from outside (the OOM killer, an operator): not the file's fault for sure.
-            raise RetryableError(f"worker process died (exit code {error.exitcode})") from None
+            raise WorkerDiedError(f"worker process died (exit code {error.exitcode})") from None
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Stop the workers; a busy one is killed."""

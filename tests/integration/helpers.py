@@ -27,14 +27,14 @@ FAST = {
 }
 
 
-def test_settings(**overrides: Any) -> Settings:
+def fast_settings(**overrides: Any) -> Settings:
     return load_settings(**{**FAST, **overrides})
 
 
 @asynccontextmanager
 async def running_daemon(**overrides: Any) -> AsyncIterator[Settings]:
     """Run the whole daemon in this event loop; stop and drain it on exit."""
-    settings = test_settings(**overrides)
+    settings = fast_settings(**overrides)
     stop, started = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(run_daemon(settings, stop, handle_signals=False, started=started))
     await asyncio.wait([task, asyncio.create_task(started.wait())], return_when="FIRST_COMPLETED")

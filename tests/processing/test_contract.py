@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from pipelined import samples
-from pipelined.errors import ConfigError, LimitExceededError, PermanentError
-from pipelined.processing import ProcessingOptions, ProcessResult, process_file
+from pipelined.errors import ConfigError, CorruptFileError, LimitExceededError, PermanentError
+from pipelined.processing import ProcessingOptions, ProcessResult, dispatch, process_file
 
 from .builders import run
 
@@ -26,6 +26,7 @@ def test_options_defaults() -> None:
         2_000,
     )
     assert options.pdf_preview_size == 1024
+    assert options.pdf_preview_timeout_s == 10.0
 
 
 @pytest.mark.parametrize(
@@ -37,6 +38,7 @@ def test_options_defaults() -> None:
         {"thumbnail_quality": 0},
         {"background_rgb": (0, 0, 256)},
         {"max_pixels": 0},
+        {"pdf_preview_timeout_s": 0},
     ],
 )
 def test_invalid_options_are_a_config_error(bad: dict[str, object]) -> None:
@@ -100,3 +102,32 @@ def test_report_sample_has_three_pages_of_text(tmp_path: Path) -> None:
     assert result.metadata["page_count"] == 3
     assert len(text.split("\f")) == 3
     assert "Page two: the numbers (all of them)." in text
+
+
+def test_an_unexpected_library_error_is_a_permanent_failure_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same bytes would raise it again on every retry: record a reason instead."""
+
+    def broken(*_: object) -> ProcessResult:
+        raise KeyError("/Kids")
+
+    monkeypatch.setattr(dispatch, "process_pdf", broken)
+    with pytest.raises(
+        CorruptFileError, match=r"^PDF could not be processed \(KeyError: '/Kids'\)$"
+    ):
+        run(tmp_path, samples.text_pdf(["x"]))
+
+
+@pytest.mark.parametrize("error", [MemoryError(), OSError(28, "No space left on device")])
+def test_memory_and_machine_errors_escape_as_they_are(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    """MemoryError becomes the pool's worker_memory_mb failure; OSError is retried."""
+
+    def failing(*_: object) -> ProcessResult:
+        raise error
+
+    monkeypatch.setattr(dispatch, "process_image", failing)
+    with pytest.raises(type(error)):
+        run(tmp_path, samples.photo_jpeg(64, 48))

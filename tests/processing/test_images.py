@@ -283,6 +283,71 @@ def test_palette_png_with_transparency_keeps_alpha(tmp_path: Path) -> None:
     assert thumbnail.getpixel((56, 16))[3] == 0  # type: ignore[index]
 
 
+# -- large pictures: shrunk before any conversion -------------------------------------------
+
+
+def big_two_halves(mode: str) -> Image.Image:
+    """1600 x 800 in mode, left half red (or dark), right half blue (or light); 256 px
+    thumbnails are 6x smaller, so the picture is block-averaged by 2 before conversions."""
+    if mode == "1":
+        picture = Image.new("1", (1600, 800), 0)
+        picture.paste(1, (800, 0, 1600, 800))
+        return picture
+    if mode == "I;16":
+        picture = Image.new("I;16", (1600, 800), 1000)
+        picture.paste(Image.new("I;16", (800, 800), 64000), (800, 0))  # a colour would clip
+        return picture
+    picture = Image.new("RGBA", (1600, 800), (*RED, 255))
+    picture.paste((*BLUE, 255), (800, 0, 1600, 800))
+    if mode == "P":
+        return picture.convert("RGB").quantize(colors=4)
+    return picture.convert(mode)
+
+
+@pytest.mark.parametrize(
+    ("mode", "left", "right"),
+    [
+        ("1", (0, 0, 0), (255, 255, 255)),
+        ("L", (76, 76, 76), (29, 29, 29)),
+        ("LA", (76, 76, 76), (29, 29, 29)),
+        ("P", RED, BLUE),
+        ("RGB", RED, BLUE),
+        ("RGBA", RED, BLUE),
+        ("CMYK", RED, BLUE),
+        ("I;16", (4, 4, 4), (249, 249, 249)),
+    ],
+)
+def test_large_pictures_of_every_mode_shrink_to_the_right_colours(
+    tmp_path: Path, mode: str, left: tuple[int, int, int], right: tuple[int, int, int]
+) -> None:
+    pillow_format = "TIFF" if mode == "CMYK" else "PNG"
+    body = encode(big_two_halves(mode), pillow_format)
+    result = run(tmp_path, body, ProcessingOptions(thumbnail_sizes=(256,)))
+    thumbnail = artifact_image(result, "thumb-256.webp").convert("RGB")
+
+    assert thumbnail.size == (256, 128)
+    assert result.metadata["mode"] == mode
+    assert close_to(thumbnail.getpixel((32, 64)), left)
+    assert close_to(thumbnail.getpixel((224, 64)), right)
+    # The seam stays where it was: no shift from block averaging at the edge.
+    assert close_to(thumbnail.getpixel((124, 64)), left)
+    assert close_to(thumbnail.getpixel((132, 64)), right)
+
+
+def test_alpha_is_averaged_premultiplied_when_shrinking(tmp_path: Path) -> None:
+    """Invisible pixels' colour must not bleed into visible ones: an opaque red half next
+    to a transparent half whose hidden colour is green stays red up to the seam."""
+    picture = Image.new("RGBA", (1600, 800), (*RED, 255))
+    picture.paste((*GREEN, 0), (800, 0, 1600, 800))
+    result = run(tmp_path, encode(picture, "PNG"), ProcessingOptions(thumbnail_sizes=(256,)))
+    thumbnail = artifact_image(result, "thumb-256.webp")
+
+    red, green, _, alpha = cast(tuple[int, int, int, int], thumbnail.getpixel((127, 64)))
+    assert alpha > 64
+    assert red > 200
+    assert green < 40
+
+
 # -- animation and other formats -----------------------------------------------------------
 
 

@@ -93,4 +93,14 @@ def _save_parameters(fmt: OutputFormat, options: ProcessingOptions) -> dict[str,
     if fmt.pillow_format == "JPEG":
         # Thumbnails are small; Huffman optimisation is cheap and saves a few percent.
         parameters["optimize"] = True
+    elif fmt.pillow_format == "WEBP":
+        parameters["method"] = WEBP_METHOD
     return parameters
+
+
+# libwebp's speed/size trade-off, 0 (fastest) to 6; Pillow's default is 4. Measured on a
+# 1024 px thumbnail of a 12 MP photo at quality 82 (bench/images.py): method 2 encodes in
+# about 40% of method 4's time for 2-3% more bytes and 0.05 dB less PSNR. Method 3 costs as
+# much as 4 (both search the rate-distortion space); 1 and 0 save little more time and add
+# 7% and 35% bytes.
+WEBP_METHOD = 2

@@ -29,6 +29,10 @@ class ProcessingOptions:
     max_frames: int = 1_000
     max_pages: int = 2_000
     pdf_preview_size: int = 1024  # first-page preview, long edge
+    # Rendering the preview runs in a child of the worker (see isolation.py); past this, the
+    # child is killed and the PDF is processed without a preview (metadata preview_error).
+    # Keep it under the job time limit, or the job limit strikes first and the text is lost.
+    pdf_preview_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
         # Bad values would otherwise surface much later as a confusing Pillow error on the
@@ -52,3 +56,7 @@ class ProcessingOptions:
         for name in ("max_pixels", "max_frames", "max_pages", "pdf_preview_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if not self.pdf_preview_timeout_s > 0:
+            raise ConfigError(
+                f"pdf_preview_timeout_s must be positive, got {self.pdf_preview_timeout_s}"
+            )

@@ -1,11 +1,13 @@
 """Text, document metadata and a first-page preview for PDFs.
 
 pypdf extracts the text (pure Python, with resource limits of its own against hostile
-files); pypdfium2 renders the preview, because pypdf cannot render. A preview failure does
-not fail the document when the text came out.
+files); pypdfium2 renders the preview, because pypdf cannot render. The preview is rendered
+in a forked child with its own deadline (isolation.call_isolated): a page that makes pdfium
+spin, abort or crash costs the preview, recorded as preview_error, never the text.
 """
 
 import contextlib
+import logging
 import os
 import struct
 import zlib
@@ -14,11 +16,23 @@ from typing import TypeVar
 
 import pypdfium2 as pdfium  # type: ignore[import-untyped]  # ships no type information
 from PIL import Image
-from pypdf import DocumentInformation, PasswordType, PdfReader
+from pypdf import (
+    DocumentInformation,
+    PasswordType,
+    PdfReader,
+    apply_configuration,
+    get_configuration,
+)
 from pypdf.errors import DependencyError, LimitReachedError, PyPdfError
 
-from pipelined.errors import CorruptFileError, LimitExceededError, UnsupportedContentError
+from pipelined.errors import (
+    CorruptFileError,
+    LimitExceededError,
+    PermanentError,
+    UnsupportedContentError,
+)
 from pipelined.processing.encoding import encode, write_artifact
+from pipelined.processing.isolation import StepFailedError, call_isolated
 from pipelined.processing.options import ProcessingOptions
 from pipelined.processing.results import Artifact, JSONScalar, ProcessResult
 from pipelined.processing.sanitize import clean_text, describe_error
@@ -49,15 +63,6 @@ _PDF_INPUT_ERRORS: tuple[type[Exception], ...] = (
 
 _TOLERATED_ERRORS: tuple[type[Exception], ...] = (*_PDF_INPUT_ERRORS, RecursionError)
 
-# Rendering the preview: pdfium's own errors, and what Pillow may raise converting its bitmap.
-_PREVIEW_ERRORS: tuple[type[Exception], ...] = (
-    pdfium.PdfiumError,
-    OSError,
-    ValueError,
-    IndexError,
-    ZeroDivisionError,
-)
-
 _INFO_TEXT_FIELDS = {
     "title": "/Title",
     "author": "/Author",
@@ -70,7 +75,11 @@ T = TypeVar("T")
 
 def process_pdf(source_path: str, out_dir: str, options: ProcessingOptions) -> ProcessResult:
     """Write text.txt (pages separated by form feeds) and a first-page preview."""
-    with open(source_path, "rb") as file:
+    # pypdf logs a warning for every oddity it recovers from: thousands for a hostile file,
+    # all on the worker's stderr. The outcome and its reason are what gets recorded.
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
+    with open(source_path, "rb") as file, apply_configuration(jbig2dec_binary=None):
+        # jbig2dec_binary=None: pypdf never starts an external program on untrusted bytes.
         with _permanent_errors():
             # strict=False: recover what real-world writers get wrong (offsets, missing
             # endobj) instead of refusing half the PDFs in the wild.
@@ -103,13 +112,26 @@ def _permanent_errors() -> Iterator[None]:
             f"encrypted PDF: cannot decrypt ({describe_error(exc)})"
         ) from exc
     except LimitReachedError as exc:
-        raise LimitExceededError(
-            f"PDF is over a pypdf safety limit: {describe_error(exc)}"
-        ) from exc
+        raise _limit_error(exc) from exc
     except RecursionError as exc:
         raise CorruptFileError("corrupt PDF: objects nested too deeply") from exc
     except _PDF_INPUT_ERRORS as exc:
         raise CorruptFileError(f"corrupt PDF: {describe_error(exc)}") from exc
+
+
+def _limit_error(exc: LimitReachedError) -> PermanentError:
+    """pypdf reports cycles and loops as limits too; those are corrupt files, not big ones."""
+    message = describe_error(exc)
+    lowered = message.lower()
+    if "cycl" in lowered or "loop" in lowered:
+        return CorruptFileError(f"corrupt PDF: {message}")
+    if "while decompressing" in lowered:
+        limit = get_configuration().zlib_maximum_output_length
+        return LimitExceededError(
+            f"PDF stream inflates past the decompressed stream limit of {limit} bytes"
+            f" (pypdf zlib_maximum_output_length): {message}"
+        )
+    return LimitExceededError(f"PDF is over a pypdf safety limit: {message}")
 
 
 def _ensure_readable(reader: PdfReader) -> None:
@@ -172,13 +194,21 @@ def _write_text(text: str, out_dir: str) -> tuple[Artifact, int]:
 def _render_preview(
     source_path: str, out_dir: str, options: ProcessingOptions
 ) -> tuple[Artifact | None, str | None]:
-    """Render page 1 as "preview-{size}.{ext}"; on failure return the reason instead."""
+    """Render page 1 as "preview-{size}.{ext}" in an isolated child; on failure the reason."""
     try:
-        picture = _render_first_page(source_path, options.pdf_preview_size)
-    except _PREVIEW_ERRORS as exc:
-        return None, f"preview failed: {describe_error(exc)}"
+        preview = call_isolated(
+            lambda: _write_preview(source_path, out_dir, options),
+            options.pdf_preview_timeout_s,
+        )
+    except StepFailedError as exc:
+        return None, f"preview failed: {exc}"
+    return preview, None
+
+
+def _write_preview(source_path: str, out_dir: str, options: ProcessingOptions) -> Artifact:
+    picture = _render_first_page(source_path, options.pdf_preview_size)
     encoded = encode(picture, options)
-    return write_artifact(encoded, out_dir, f"preview-{options.pdf_preview_size}", options), None
+    return write_artifact(encoded, out_dir, f"preview-{options.pdf_preview_size}", options)
 
 
 def _render_first_page(source_path: str, long_edge: int) -> Image.Image:

@@ -1,0 +1,137 @@
+"""Isolation: a job that hangs, explodes or dies takes only its own worker with it.
+
+These drive pipelined.pool.WorkerPool (pebble, forkserver, RLIMIT_AS) with the small jobs in
+tests/hostile/jobs.py, and the forked preview step (processing/isolation.py) inside a worker.
+"""
+
+import asyncio
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from pipelined.errors import LimitExceededError, RetryableError
+from pipelined.pool import WorkerPool
+from tests.hostile import jobs
+
+pytestmark = pytest.mark.timeout(60)
+
+MEMORY_MB = 256
+TIMEOUT_S = 1.0
+
+
+@pytest.fixture
+def pool() -> Iterator[WorkerPool]:
+    pool = WorkerPool(workers=2, timeout_s=TIMEOUT_S, memory_mb=MEMORY_MB, max_tasks=100)
+    yield pool
+    pool.close()
+
+
+async def worker_pids(pool: WorkerPool, count: int = 8) -> set[int]:
+    return set(await asyncio.gather(*(pool.run(jobs.pid) for _ in range(count))))
+
+
+async def test_a_hang_is_killed_at_the_time_limit_and_the_pool_goes_on(pool: WorkerPool) -> None:
+    with pytest.raises(LimitExceededError, match=r"job_timeout_s limit of 1 s; its worker was"):
+        await pool.run(jobs.sleep_forever)
+    assert await pool.run(jobs.allocate, 1) == 1024 * 1024
+
+
+async def test_a_hang_does_not_hold_up_the_other_worker(pool: WorkerPool) -> None:
+    hang = asyncio.create_task(pool.run(jobs.sleep_forever))
+    await asyncio.sleep(0.1)  # let the hang take a worker
+    # The other worker serves jobs while the first one is stuck.
+    assert await pool.run(jobs.allocate, 1) == 1024 * 1024
+    assert not hang.done()
+    with pytest.raises(LimitExceededError):
+        await hang
+
+
+async def test_a_memory_hog_fails_naming_the_memory_limit(pool: WorkerPool) -> None:
+    with pytest.raises(LimitExceededError, match=r"worker_memory_mb limit of 256 MB"):
+        await pool.run(jobs.allocate, 2 * MEMORY_MB)
+    # Nothing leaked: the same worker can allocate most of its cap right after.
+    assert await pool.run(jobs.allocate, MEMORY_MB // 2) == MEMORY_MB // 2 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("job", "args", "exit_code"),
+    [(jobs.exit_abruptly, (1,), "1"), (jobs.kill_self, (), "-9")],
+    ids=["exit", "kill"],
+)
+async def test_a_worker_that_dies_is_retryable_and_replaced(
+    pool: WorkerPool, job: Callable[..., None], args: tuple[int, ...], exit_code: str
+) -> None:
+    with pytest.raises(RetryableError, match=rf"worker process died \(exit code {exit_code}\)"):
+        await pool.run(job, *args)
+    # A replacement worker serves the next jobs.
+    assert await pool.run(jobs.allocate, 1) == 1024 * 1024
+    assert os.getpid() not in await worker_pids(pool)
+
+
+async def test_an_exception_in_a_job_keeps_the_worker(pool: WorkerPool) -> None:
+    with pytest.raises(ValueError, match="boom"):
+        await pool.run(jobs.raise_value_error, "boom")
+    assert len(await worker_pids(pool)) <= 2
+
+
+async def test_workers_are_recycled_after_max_tasks() -> None:
+    pool = WorkerPool(workers=1, timeout_s=10, memory_mb=MEMORY_MB, max_tasks=2)
+    try:
+        pids = [await pool.run(jobs.pid) for _ in range(6)]
+    finally:
+        pool.close()
+    assert pids[0] == pids[1]
+    assert pids[2] == pids[3]
+    assert pids[4] == pids[5]
+    assert len({pids[0], pids[2], pids[4]}) == 3, pids
+    assert os.getpid() not in pids
+
+
+# -- the forked preview step -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "expected"),
+    [
+        ("return", "ok: 42"),
+        ("raise", "failed: bad page tree"),
+        ("segfault", "failed: crashed (SIGSEGV)"),
+        ("abort", "failed: crashed (SIGABRT)"),
+        ("exit", "failed: crashed (exit code 3)"),
+        ("hang", "failed: ran past its 0.5 s limit and was stopped"),
+    ],
+)
+async def test_an_isolated_step_reports_every_ending(
+    pool: WorkerPool, behaviour: str, expected: str
+) -> None:
+    outcome, children_left = await pool.run(jobs.isolated, behaviour, 0.5)
+    assert outcome == expected
+    assert not children_left, "the child was reaped"
+    assert await pool.run(jobs.allocate, 1) == 1024 * 1024  # and the worker lives on
+
+
+async def test_an_isolated_step_dies_even_when_its_worker_is_killed(
+    pool: WorkerPool, tmp_path: Path
+) -> None:
+    """The job limit (1 s) kills the worker before the step's own deadline (1.5 s) is up;
+    the orphaned child must still end, by its own alarm, instead of spinning forever."""
+    pid_file = tmp_path / "child.pid"
+    with pytest.raises(LimitExceededError):
+        await pool.run(jobs.isolated, "hang", 1.5, str(pid_file))
+    child = int(pid_file.read_text())
+    for _ in range(100):
+        if not alive(child):
+            break
+        await asyncio.sleep(0.1)
+    assert not alive(child), "the orphaned step is still running"
+
+
+def alive(pid: int) -> bool:
+    """Running or sleeping; a zombie (dead, not yet reaped by whoever adopted it) is not."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
