@@ -150,10 +150,10 @@ class Pipeline:
             # Retryable error or shutdown: free the claim so the redelivery need not wait.
             await asyncio.shield(self._ledger.release(event, claim))
             raise
-        metrics.PROCESSING_SECONDS.labels(record.kind).observe(time.monotonic() - started)
-        await self._notify(event, record)
         outcome = JobOutcome.PROCESSED if record.status == "processed" else JobOutcome.FAILED
+        metrics.PROCESSING_SECONDS.labels(record.kind).observe(time.monotonic() - started)
         metrics.JOBS.labels(record.kind, outcome.value).inc()
+        await self._notify(event, record)
         log.info("job_finished", status=record.status, kind=record.kind, ms=record.duration_ms)
         return outcome
 

@@ -104,15 +104,19 @@ async def test_sigterm_drains_and_loses_nothing(stack: LocalStack) -> None:
         for key in keys:
             put(stack, key, body)
         first = await notifications(stack, 1)  # work is under way
-        exported = await asyncio.to_thread(http_body, port, "/metrics")
-        for line in (
+        expected = [
             'pipelined_messages_total{outcome="ack"}',
             'pipelined_jobs_total{kind="pdf",outcome="processed"}',
             'pipelined_processing_seconds_count{kind="pdf"}',
             "pipelined_in_flight_messages",
             "pipelined_concurrency_limit 4.0",
-        ):
-            assert line in exported
+        ]
+        for _ in range(50):  # the message is acknowledged just after its notification
+            exported = await asyncio.to_thread(http_body, port, "/metrics")
+            if all(line in exported for line in expected):
+                break
+            await asyncio.sleep(0.1)
+        assert [line for line in expected if line not in exported] == []
         process.send_signal(signal.SIGTERM)
         returncode = await asyncio.to_thread(process.wait, 60)
     finally:
