@@ -23,6 +23,7 @@ from pipelined.errors import (
     LeaseLostError,
     LimitExceededError,
     PermanentError,
+    PipelinedError,
     WorkerDiedError,
 )
 from pipelined.events import ObjectEvent
@@ -91,6 +92,8 @@ class Ledger(Protocol):
     async def release(self, event: ObjectEvent, claim: Claim) -> None: ...
 
     async def complete(self, event: ObjectEvent, claim: Claim, record: JobRecord) -> None: ...
+
+    async def claim_notification(self, event: ObjectEvent, owner: str, lease_s: int) -> bool: ...
 
     async def mark_notified(self, event: ObjectEvent) -> None: ...
 
@@ -165,8 +168,12 @@ class Pipeline:
                 "another consumer holds a live claim on this object version", claim.retry_after_s
             )
         if claim.existing is not None and not claim.notified:
-            # The job finished but its notification never went out (a crash in between).
-            await self._notify(event, claim.existing)
+            # The job finished but its owner died before marking the notification sent: send
+            # it (again, perhaps; it carries the same notification_id), unless another
+            # delivery has already taken that over.
+            lease_s = self._config.claim_lease_s
+            if await self._ledger.claim_notification(event, claim.owner, lease_s):
+                await self._notify(event, claim.existing)
         metrics.JOBS.labels("unknown", "skipped").inc()
         log.info("job_skipped", reason=claim.reason)
         return JobOutcome.SKIPPED
@@ -247,7 +254,11 @@ class Pipeline:
         if self._config.presign_ttl_s:
             record = replace(record, artifacts=await self._presigned(record.artifacts))
         await self._notifier.publish(record.notification(), record.notification_attributes())
-        await self._ledger.mark_notified(event)
+        try:
+            await self._ledger.mark_notified(event)
+        except PipelinedError as error:
+            # The notification is out; retrying the message would send it a second time.
+            log.warning("notified_mark_failed", error=str(error))
 
     async def _presigned(self, artifacts: tuple[StoredArtifact, ...]) -> tuple[StoredArtifact, ...]:
         ttl = self._config.presign_ttl_s

@@ -45,15 +45,30 @@ async def test_a_finished_version_is_a_duplicate_and_its_record_comes_back(
     claim = await ledger.claim(EVENT, "owner-1", 60)
     assert (claim.granted, claim.attempts) == (True, 1)
     await ledger.complete(EVENT, claim, record(EVENT))
-    again = await ledger.claim(EVENT, "owner-2", 60)
-    assert (again.granted, again.reason, again.notified) == (False, "duplicate", False)
-    assert again.existing == record(EVENT)
+    # Finished but not yet marked notified: the owner may be publishing right now.
+    racing = await ledger.claim(EVENT, "owner-2", 60)
+    assert racing.busy
+    assert 50 < racing.retry_after_s <= 60
     await ledger.mark_notified(EVENT)
-    assert (await ledger.claim(EVENT, "owner-3", 60)).notified
+    again = await ledger.claim(EVENT, "owner-3", 60)
+    assert (again.granted, again.reason, again.notified) == (False, "duplicate", True)
+    assert again.existing == record(EVENT)
     item = ledger_item(stack, EVENT.bucket, EVENT.key)
     assert item is not None
     assert item["status"] == "processed"
     assert "lease_expires_at" not in item
+
+
+async def test_a_notification_lost_with_its_owner_is_taken_over_once(
+    ledger: DynamoLedger,
+) -> None:
+    claim = await ledger.claim(EVENT, "owner-who-dies", 1)
+    await ledger.complete(EVENT, claim, record(EVENT))
+    await asyncio.sleep(1.2)  # the owner died between completing and marking the notification
+    duplicate = await ledger.claim(EVENT, "owner-2", 60)
+    assert (duplicate.reason, duplicate.notified) == ("duplicate", False)
+    assert await ledger.claim_notification(EVENT, "owner-2", 60)
+    assert not await ledger.claim_notification(EVENT, "owner-3", 60), "only one re-sends it"
 
 
 async def test_of_two_concurrent_claims_exactly_one_wins(ledger: DynamoLedger) -> None:

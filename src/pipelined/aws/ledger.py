@@ -114,8 +114,10 @@ class DynamoLedger:
             return Claim(granted=False, owner=owner, reason="busy")
         if item.get("version") != event.version:
             return Claim(granted=False, owner=owner, reason="stale")
-        if item.get("status") == "processing":
-            remaining = float(item.get("lease_expires_at", now)) - now
+        remaining = float(item.get("lease_expires_at", 0)) - now
+        # A finished item keeps its owner's lease until the notification is marked sent: until
+        # then the owner may still be publishing, and a second publish would be a duplicate.
+        if item.get("status") == "processing" or (not item.get("notified") and remaining > 0):
             return Claim(granted=False, owner=owner, reason="busy", retry_after_s=max(0, remaining))
         return Claim(
             granted=False,
@@ -156,19 +158,44 @@ class DynamoLedger:
         }
         present = {name: value for name, value in fields.items() if value is not None}
         absent = [name for name, value in fields.items() if value is None]
+        # The claim's lease stays on: it now guards the notification (see mark_notified).
         expression = "SET " + ", ".join(f"#{name} = :{name}" for name in present)
-        expression += " REMOVE #lease_expires_at" + "".join(f", #{name}" for name in absent)
+        if absent:
+            expression += " REMOVE " + ", ".join(f"#{name}" for name in absent)
         values = {f":{name}": value for name, value in present.items()}
         await self._owned_update(event, claim, expression, values)
+
+    async def claim_notification(self, event: ObjectEvent, owner: str, lease_s: int) -> bool:
+        """Take over the notification of a finished version whose owner died before sending it."""
+        now = time.time()
+        taken = await self._conditional_update(
+            item_key(event.bucket, event.key),
+            "SET #owner = :owner, #lease_expires_at = :lease",
+            "#version = :version AND #notified = :false AND #status <> :processing"
+            " AND (attribute_not_exists(#lease_expires_at) OR #lease_expires_at < :now)",
+            {
+                ":owner": owner,
+                ":lease": Decimal(str(round(now + lease_s, 3))),
+                ":version": event.version,
+                ":false": False,
+                ":processing": "processing",
+                ":now": Decimal(str(round(now, 3))),
+            },
+        )
+        return taken is not None
 
     async def mark_notified(self, event: ObjectEvent) -> None:
         with translated("dynamodb.UpdateItem"):
             await self._client.update_item(
                 TableName=self._table,
                 Key={"pk": {"S": item_key(event.bucket, event.key)}},
-                UpdateExpression="SET #notified = :true",
+                UpdateExpression="SET #notified = :true REMOVE #lease_expires_at",
                 ConditionExpression="#version = :version",
-                ExpressionAttributeNames={"#notified": "notified", "#version": "version"},
+                ExpressionAttributeNames={
+                    "#notified": "notified",
+                    "#version": "version",
+                    "#lease_expires_at": "lease_expires_at",
+                },
                 ExpressionAttributeValues={
                     ":true": {"BOOL": True},
                     ":version": {"S": event.version},
