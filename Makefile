@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo local test lint typecheck unit bench clean lint-deploy
+.PHONY: demo local test lint typecheck unit bench chaos clean lint-deploy venv
 
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ unit: $(STAMP)
 	$(BIN)/pytest
 
 test: lint typecheck unit lint-deploy
+
+# The long chaos run: 200 uploads, 20 daemon kills, 10 minutes of injected faults; exits non-zero
+# on any loss or duplicate. A short form of it runs in make test.
+chaos: $(STAMP)
+	$(BIN)/python bench/chaos.py --files 200 --kills 20 --duration 600
 
 bench: $(STAMP)
 	$(BIN)/pip install --quiet pyvips==3.2.0 pyvips-binary==8.18.7

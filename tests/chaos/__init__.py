@@ -1,0 +1,1 @@
+"""Chaos runs: daemons killed and restarted and AWS faults injected while uploads flow."""
