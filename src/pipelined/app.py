@@ -75,6 +75,9 @@ async def run_daemon(
     stop = stop or asyncio.Event()
     notifier = SystemdNotifier()
     health = metrics.Health()
+    if handle_signals:
+        # First of all: a SIGTERM during start-up must still end in an orderly exit 0.
+        _install_signal_handlers(stop)
     async with AsyncExitStack() as stack:
         runner = await metrics.start_http_server(
             health, settings.metrics_host, settings.metrics_port
@@ -113,8 +116,6 @@ async def run_daemon(
         throttled.subscribe(consumer.note_throttle)
         consumer.on_ready = notifier.ready
         consumer.on_draining = lambda: notifier.stopping(settings.drain_timeout_s)
-        if handle_signals:
-            _install_signal_handlers(stop)
         watchdog = _start_watchdog(notifier, health)
         if started is not None:
             started.set()
