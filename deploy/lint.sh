@@ -139,8 +139,8 @@ install_tools() {
             cat "$WORK/apt.log"
             die "apt-get download prometheus (for promtool) failed"
         }
-        dpkg-deb -x "$WORK"/deb/prometheus_*.deb "$WORK/deb/root"
-        install -m 0755 "$WORK/deb/root/usr/bin/promtool" "$BIN/promtool"
+        dpkg-deb -x "$WORK"/deb/prometheus_*.deb "$WORK/deb/tree"
+        install -m 0755 "$WORK/deb/tree/usr/bin/promtool" "$BIN/promtool"
     fi
 }
 
