@@ -84,6 +84,9 @@ def assert_nothing_lost(
     for key, notifications in sent.items():
         assert len({n.notification_id for n in notifications}) == 1, key
         assert len({n.finished_at for n in notifications}) == 1, f"{key} processed twice"
+    # Redeliveries still pending (a duplicate waiting out a claim lease, a delete cut by a
+    # fault and redelivered after its visibility timeout) end in an acknowledgement: wait.
+    wait_until(lambda: queue_counts(stack) == (0, 0), timeout_s=30)
     assert queue_counts(stack) == (0, 0), "main queue empty"
     assert queue_counts(stack, stack.dead_letter_queue_url) == (0, 0), "nothing dead-lettered"
 
@@ -186,7 +189,8 @@ def test_an_outage_makes_the_daemon_unready_and_loses_nothing(
     print("answers cut by the outage:", proxy.stats().lost_answers)
     # Not exactly once: a Publish that reached SNS just before the connection was cut cannot be
     # told from one that did not, and is sent again (same notification_id). See reliability.md.
-    assert_nothing_lost(stack, watcher, uploads)
+    # A mark-notified write cut by the outage is only logged, so an item may stay unmarked.
+    assert_nothing_lost(stack, watcher, uploads, marked=False)
 
 
 def test_a_daemon_killed_mid_batch_is_finished_by_another(
