@@ -42,7 +42,6 @@ from tests.faults.daemon import (
     ledger,
     make_uploads,
     object_keys,
-    queue_counts,
 )
 from tests.faults.proxy import (
     FaultControl,
@@ -52,6 +51,7 @@ from tests.faults.proxy import (
     internal_error,
     throttle,
 )
+from tests.integration.helpers import queue_counts
 
 OUTPUT_PREFIX = "pipelined/"
 THUMBNAIL_NAMES = ("thumb-256.webp", "thumb-1024.webp")  # the daemon's default sizes and format

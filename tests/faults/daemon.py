@@ -279,18 +279,6 @@ def ledger(stack: LocalStack) -> dict[str, dict[str, Any]]:
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-def queue_counts(stack: LocalStack, queue_url: str | None = None) -> tuple[int, int]:
-    """(visible, in flight) messages on the queue."""
-    attributes = stack.client("sqs").get_queue_attributes(
-        QueueUrl=queue_url or stack.queue_url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return (
-        int(attributes["ApproximateNumberOfMessages"]),
-        int(attributes["ApproximateNumberOfMessagesNotVisible"]),
-    )
-
-
 def object_keys(stack: LocalStack, bucket: str, prefix: str) -> list[str]:
     s3 = stack.client("s3")
     keys: list[str] = []

@@ -23,11 +23,11 @@ from tests.faults.daemon import (
     Watcher,
     ledger,
     make_uploads,
-    queue_counts,
     upload,
     wait_until,
 )
 from tests.faults.proxy import Rule, ThreadedFaultProxy, throttle
+from tests.integration.helpers import queue_counts
 
 pytestmark = pytest.mark.timeout(90)
 
