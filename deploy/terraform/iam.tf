@@ -22,6 +22,16 @@ data "aws_iam_policy_document" "worker" {
     resources = ["${aws_s3_bucket.this["input"].arn}/*"]
   }
 
+  # Not a call the daemon makes: S3 answers a read of a missing object with 404 only to a caller
+  # that may list the bucket, and 403 to anyone else. 404 is recorded as "gone"; 403 would be
+  # retried into the dead-letter queue.
+  statement {
+    sid       = "TellMissingInputsFromDenials"
+    effect    = "Allow"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.this["input"].arn]
+  }
+
   statement {
     sid       = "WriteArtifactsUnderOutputPrefix"
     effect    = "Allow"
