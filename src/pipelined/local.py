@@ -21,8 +21,24 @@ from typing import Any
 import boto3
 
 REGION = "us-east-1"
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
 DLQ_MAX_RECEIVE_COUNT = 5
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """An access key pair. The emulator accepts any pair unless it is told to enforce IAM."""
+
+    access_key_id: str = "test"
+    secret_access_key: str = "test"  # noqa: S105 (the emulator's placeholder, no secret)
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "AWS_ACCESS_KEY_ID": self.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
+        }
+
+
+CREDENTIALS = Credentials()
 
 
 @dataclass(frozen=True)
@@ -37,9 +53,15 @@ class LocalStack:
     table: str
     topic_arn: str
     watch_queue_url: str  # subscribed to the topic, to read the notifications back
+    # Whose keys the daemon and client() use: replace() gives the same stack as another identity.
+    credentials: Credentials = CREDENTIALS
 
     def aws_environment(self) -> dict[str, str]:
-        return {"AWS_ENDPOINT_URL": self.endpoint_url, "AWS_REGION": REGION, **CREDENTIALS}
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_REGION": REGION,
+            **self.credentials.environment(),
+        }
 
     def daemon_environment(self) -> dict[str, str]:
         """Everything ``pipelined run`` needs to point at this stack."""
@@ -52,17 +74,17 @@ class LocalStack:
         }
 
     def client(self, service: str) -> Any:
-        return aws_client(self.endpoint_url, service)
+        return aws_client(self.endpoint_url, service, self.credentials)
 
 
-def aws_client(endpoint_url: str, service: str) -> Any:
+def aws_client(endpoint_url: str, service: str, credentials: Credentials = CREDENTIALS) -> Any:
     """A synchronous boto3 client for the emulator (set-up and inspection, not the daemon)."""
     return boto3.client(
         service,
         endpoint_url=endpoint_url,
         region_name=REGION,
-        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        aws_access_key_id=credentials.access_key_id,
+        aws_secret_access_key=credentials.secret_access_key,
     )
 
 

@@ -60,8 +60,8 @@ def aws(service: str, endpoint_url: str, **config: Any) -> Any:
         service,
         endpoint_url=endpoint_url,
         region_name=REGION,
-        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        aws_access_key_id=CREDENTIALS.access_key_id,
+        aws_secret_access_key=CREDENTIALS.secret_access_key,
         config=Config(**options),
     )
 
@@ -520,8 +520,8 @@ async def test_aiobotocore_parses_injected_errors_like_the_daemon_sees_them(
     config = Config(retries={"mode": "standard", "total_max_attempts": 1})
     session = aioboto3.Session(
         region_name=REGION,
-        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        aws_access_key_id=CREDENTIALS.access_key_id,
+        aws_secret_access_key=CREDENTIALS.secret_access_key,
     )
     async with FaultProxy(emulator_url) as proxy:
         proxy.add(throttle("dynamodb", "GetItem", count=1))
