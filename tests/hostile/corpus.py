@@ -24,6 +24,7 @@ from PIL import Image, ImageCms
 from pypdf import PdfReader, PdfWriter
 
 from pipelined import samples
+from pipelined.processing.images import IMAGE_METADATA_KEYS
 from tests.hostile import builders as b
 
 # The limits the corpus is judged under, shared by both layers.
@@ -44,21 +45,6 @@ Layer = Literal["both", "daemon"]
 
 # Thumbnails went through a lossy codec; colours may move this much.
 TOLERANCE = 28
-# Metadata keys an image may carry: never a location.
-IMAGE_KEYS = frozenset(
-    {
-        "width",
-        "height",
-        "format",
-        "mode",
-        "animated",
-        "frame_count",
-        "has_alpha",
-        "orientation",
-        "camera_make",
-        "camera_model",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -117,7 +103,7 @@ def has_metadata(**expected: object) -> Check:
         for name, value in expected.items():
             assert outcome.metadata.get(name) == value, (name, outcome.metadata)
         if "format" in outcome.metadata:  # an image: nothing beyond the documented keys
-            assert set(outcome.metadata) <= IMAGE_KEYS, outcome.metadata
+            assert set(outcome.metadata) <= IMAGE_METADATA_KEYS, outcome.metadata
 
     return check
 

@@ -11,6 +11,7 @@ from PIL.JpegImagePlugin import JpegImageFile
 from pipelined import samples
 from pipelined.errors import CorruptFileError, LimitExceededError
 from pipelined.processing import ProcessingOptions
+from pipelined.processing.images import IMAGE_METADATA_KEYS
 
 from .builders import (
     artifact_image,
@@ -188,18 +189,7 @@ def test_metadata_reports_the_camera_but_never_the_location(tmp_path: Path) -> N
     assert result.metadata["animated"] is False
     assert result.metadata["frame_count"] == 1
     assert result.metadata["has_alpha"] is False
-    assert set(result.metadata) == {
-        "width",
-        "height",
-        "format",
-        "mode",
-        "animated",
-        "frame_count",
-        "has_alpha",
-        "orientation",
-        "camera_make",
-        "camera_model",
-    }
+    assert set(result.metadata) == IMAGE_METADATA_KEYS
 
 
 # -- colour --------------------------------------------------------------------------------

@@ -58,6 +58,23 @@ _DECODER_ERRORS: tuple[type[Exception], ...] = (
 RESAMPLE = Image.Resampling.BICUBIC
 REDUCING_GAP = 3.0
 
+# Every key an image's metadata may carry (docs/processing.md). Deliberately nothing else from
+# EXIF: no GPS, no dates, no serial numbers.
+IMAGE_METADATA_KEYS = frozenset(
+    {
+        "width",
+        "height",
+        "format",
+        "mode",
+        "animated",
+        "frame_count",
+        "has_alpha",
+        "orientation",
+        "camera_make",
+        "camera_model",
+    }
+)
+
 # Rows converted at a time when shrinking needs a mode conversion: bounds the extra memory.
 _STRIP_ROWS = 256
 _PREMULTIPLIED = {"RGBA": "RGBa", "LA": "La"}
@@ -431,7 +448,7 @@ def _metadata(facts: ImageFacts, picture: Image.Image) -> dict[str, JSONScalar]:
         "has_alpha": picture.mode == "RGBA",
         "orientation": facts.orientation,
     }
-    # Deliberately nothing else from EXIF: no GPS, no dates, no serial numbers.
+    # The camera is named only when EXIF names it; nothing else of EXIF is kept.
     if facts.camera_make:
         metadata["camera_make"] = facts.camera_make
     if facts.camera_model:
