@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import pytest
 from structlog.testing import capture_logs
@@ -26,7 +28,8 @@ def send(stack: LocalStack, count: int) -> None:
         sqs.send_message(QueueUrl=stack.queue_url, MessageBody=f'{{"n": {index}}}')
 
 
-def drain_test_event(stack: LocalStack) -> None:
+@pytest.fixture(autouse=True)
+def no_test_event(stack: LocalStack) -> None:
     """Remove the s3:TestEvent the emulator queued when the notification was configured."""
     sqs = stack.client("sqs")
     while queue_counts(stack) != (0, 0):
@@ -35,20 +38,37 @@ def drain_test_event(stack: LocalStack) -> None:
             sqs.delete_message(QueueUrl=stack.queue_url, ReceiptHandle=message["ReceiptHandle"])
 
 
-async def run_consumer(
-    stack: LocalStack, handler: Handler, config: ConsumerConfig, until: asyncio.Event
-) -> None:
+@asynccontextmanager
+async def consuming(
+    stack: LocalStack, handler: Handler, config: ConsumerConfig
+) -> AsyncIterator[Consumer]:
+    """A consumer on the stack's queue for the length of the block; leaving it is a shutdown."""
     async with AsyncExitStack() as exits:
         clients = await open_clients(exits, max_connections=20, region=REGION)
-        queue = SqsQueue(clients.sqs, stack.queue_url)
-        consumer = Consumer(queue, handler, config, metrics.Health())
-        await consumer.run(until)
+        consumer = Consumer(
+            SqsQueue(clients.sqs, stack.queue_url), handler, config, metrics.Health()
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(consumer.run(stop))
+        try:
+            yield consumer
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+
+
+async def eventually(condition: Callable[[], bool], timeout_s: float = 10) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.1)
+    return True
 
 
 async def test_a_job_that_outlasts_the_visibility_timeout_is_extended_and_done_once(
     stack: LocalStack,
 ) -> None:
-    drain_test_event(stack)
     calls: Counter[str] = Counter()
     done = asyncio.Event()
 
@@ -63,19 +83,15 @@ async def test_a_job_that_outlasts_the_visibility_timeout_is_extended_and_done_o
         max_inflight=4, pollers=2, wait_time_s=1, visibility_timeout_s=2, lease_renew_interval_s=1
     )
     send(stack, 1)
-    stop = asyncio.Event()
-    consumer = asyncio.create_task(run_consumer(stack, slow_handler, config, stop))
-    await asyncio.wait_for(done.wait(), 20)
-    await asyncio.sleep(2.5)  # had the lease lapsed, a second poller would now receive it again
-    stop.set()
-    await consumer
+    async with consuming(stack, slow_handler, config):
+        await asyncio.wait_for(done.wait(), 20)
+        await asyncio.sleep(2.5)  # had the lease lapsed, a second poller would now receive it
     assert list(calls.values()) == [1]
     assert metrics.VISIBILITY_EXTENSIONS.labels("extended")._value.get() - extended_before >= 4
     assert queue_counts(stack) == (0, 0)
 
 
 async def test_nothing_is_received_while_every_slot_is_busy(stack: LocalStack) -> None:
-    drain_test_event(stack)
     started: list[str] = []
     release = asyncio.Event()
 
@@ -86,24 +102,17 @@ async def test_nothing_is_received_while_every_slot_is_busy(stack: LocalStack) -
 
     config = ConsumerConfig(max_inflight=2, pollers=3, wait_time_s=1, visibility_timeout_s=30)
     send(stack, 5)
-    stop = asyncio.Event()
-    consumer = asyncio.create_task(run_consumer(stack, blocking_handler, config, stop))
-    await asyncio.sleep(4)  # several poll cycles
-    assert len(started) == 2
-    assert queue_counts(stack) == (3, 2), "the other three wait in SQS, not in a local buffer"
-    release.set()
-    for _ in range(100):
-        if len(started) == 5:
-            break
-        await asyncio.sleep(0.1)
-    stop.set()
-    await consumer
+    async with consuming(stack, blocking_handler, config):
+        await asyncio.sleep(4)  # several poll cycles
+        assert len(started) == 2
+        assert queue_counts(stack) == (3, 2), "the other three wait in SQS, not in a local buffer"
+        release.set()
+        assert await eventually(lambda: len(started) == 5)
     assert len(set(started)) == 5
     assert queue_counts(stack) == (0, 0)
 
 
 async def test_retry_goes_back_to_the_queue_after_its_delay(stack: LocalStack) -> None:
-    drain_test_event(stack)
     seen: list[tuple[str, int]] = []
 
     async def flaky_handler(delivery: Delivery) -> Disposition:
@@ -112,21 +121,14 @@ async def test_retry_goes_back_to_the_queue_after_its_delay(stack: LocalStack) -
 
     config = ConsumerConfig(max_inflight=2, pollers=1, wait_time_s=1, visibility_timeout_s=30)
     send(stack, 1)
-    stop = asyncio.Event()
-    consumer = asyncio.create_task(run_consumer(stack, flaky_handler, config, stop))
-    for _ in range(100):
-        if len(seen) == 2:
-            break
-        await asyncio.sleep(0.1)
-    stop.set()
-    await consumer
+    async with consuming(stack, flaky_handler, config):
+        assert await eventually(lambda: len(seen) == 2)
     assert [count for _, count in seen] == [1, 2]
     assert seen[0][0] == seen[1][0]
     assert queue_counts(stack) == (0, 0)
 
 
 async def test_shutdown_releases_unfinished_work_at_once(stack: LocalStack) -> None:
-    drain_test_event(stack)
     started = asyncio.Event()
 
     async def endless_handler(delivery: Delivery) -> Disposition:
@@ -138,11 +140,8 @@ async def test_shutdown_releases_unfinished_work_at_once(stack: LocalStack) -> N
         max_inflight=2, pollers=1, wait_time_s=1, visibility_timeout_s=300, drain_timeout_s=0.5
     )
     send(stack, 1)
-    stop = asyncio.Event()
-    consumer = asyncio.create_task(run_consumer(stack, endless_handler, config, stop))
-    await asyncio.wait_for(started.wait(), 10)
-    stop.set()
-    await asyncio.wait_for(consumer, 10)
+    async with consuming(stack, endless_handler, config):
+        await asyncio.wait_for(started.wait(), 10)
     # Released with visibility 0: visible again now, not in 300 s.
     assert queue_counts(stack) == (1, 0)
 
@@ -150,7 +149,6 @@ async def test_shutdown_releases_unfinished_work_at_once(stack: LocalStack) -> N
 async def test_throttling_lowers_concurrency_and_successes_raise_it_again(
     stack: LocalStack,
 ) -> None:
-    drain_test_event(stack)
     throttles_left = 3
     peak_in_flight = 0
     in_flight = 0
@@ -168,19 +166,11 @@ async def test_throttling_lowers_concurrency_and_successes_raise_it_again(
 
     config = ConsumerConfig(max_inflight=8, pollers=2, wait_time_s=1, visibility_timeout_s=30)
     with capture_logs() as logs:
-        async with AsyncExitStack() as exits:
-            clients = await open_clients(exits, max_connections=20, region=REGION)
-            queue = SqsQueue(clients.sqs, stack.queue_url)
-            consumer = Consumer(queue, handler, config, metrics.Health())
-            stop = asyncio.Event()
-            task = asyncio.create_task(consumer.run(stop))
+        async with consuming(stack, handler, config) as consumer:
             send(stack, 48)
-            for _ in range(300):
-                if queue_counts(stack) == (0, 0) and consumer.in_flight == 0:
-                    break
-                await asyncio.sleep(0.1)
-            stop.set()
-            await task
+            assert await eventually(
+                lambda: queue_counts(stack) == (0, 0) and consumer.in_flight == 0, timeout_s=30
+            )
     limits = [(e["limit"], e["throttled"]) for e in logs if e["event"] == "concurrency_changed"]
     assert limits[0] == (4, True), "a throttled retry halves the limit (a burst counts once)"
     raised = [limit for limit, throttled in limits[1:] if not throttled]
@@ -192,7 +182,6 @@ async def test_throttling_lowers_concurrency_and_successes_raise_it_again(
 async def test_a_lost_lease_cancels_its_job_and_nothing_is_deleted_for_it(
     stack: LocalStack,
 ) -> None:
-    drain_test_event(stack)
     started, cancelled, finished = asyncio.Event(), asyncio.Event(), asyncio.Event()
 
     async def long_handler(delivery: Delivery) -> Disposition:
@@ -210,13 +199,10 @@ async def test_a_lost_lease_cancels_its_job_and_nothing_is_deleted_for_it(
         max_inflight=2, pollers=1, wait_time_s=1, visibility_timeout_s=3, lease_renew_interval_s=1
     )
     send(stack, 1)
-    stop = asyncio.Event()
-    consumer = asyncio.create_task(run_consumer(stack, long_handler, config, stop))
-    await asyncio.wait_for(started.wait(), 10)
-    # Someone else took the message away: its receipt handle is no longer valid.
-    stack.client("sqs").purge_queue(QueueUrl=stack.queue_url)
-    await asyncio.wait_for(cancelled.wait(), 10)
-    stop.set()
-    await consumer
+    async with consuming(stack, long_handler, config):
+        await asyncio.wait_for(started.wait(), 10)
+        # Someone else took the message away: its receipt handle is no longer valid.
+        stack.client("sqs").purge_queue(QueueUrl=stack.queue_url)
+        await asyncio.wait_for(cancelled.wait(), 10)
     assert not finished.is_set()
     assert metrics.MESSAGES.labels("lost")._value.get() - lost_before == 1
