@@ -25,25 +25,27 @@ from typing import Any
 
 import yaml
 
-# The IAM actions the daemon's AWS calls are authorised by (docs/iam.md). s3:ListBucket is no call
-# of its own: it turns S3's answer to a read of a missing object from 403 into 404.
-WORKER_ACTIONS = frozenset(
-    {
-        "s3:ListBucket",
-        "sqs:ReceiveMessage",
-        "sqs:DeleteMessage",
-        "sqs:ChangeMessageVisibility",
-        "sqs:GetQueueAttributes",
-        "s3:GetObject",
-        "s3:GetObjectVersion",
-        "s3:PutObject",
-        "dynamodb:GetItem",
-        "dynamodb:UpdateItem",
-        "sns:Publish",
-        "kms:Decrypt",
-        "kms:GenerateDataKey",
-    }
-)
+# Every AWS call the daemon's adapters (src/pipelined/aws/, by module) make, and the IAM actions
+# that authorise it. A call that is missing here, or listed but no longer made, fails the check.
+# s3:ListBucket is no call of its own: it turns S3's answer to a read of a missing object from
+# 403 into 404. The batch calls are authorised by the single-message actions.
+CALL_ACTIONS: dict[tuple[str, str], frozenset[str]] = {
+    ("sqs", "receive_message"): frozenset({"sqs:ReceiveMessage"}),
+    ("sqs", "delete_message_batch"): frozenset({"sqs:DeleteMessage"}),
+    ("sqs", "change_message_visibility_batch"): frozenset({"sqs:ChangeMessageVisibility"}),
+    ("sqs", "get_queue_attributes"): frozenset({"sqs:GetQueueAttributes"}),
+    ("s3", "head_object"): frozenset({"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket"}),
+    ("s3", "get_object"): frozenset({"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket"}),
+    ("s3", "put_object"): frozenset({"s3:PutObject"}),
+    ("s3", "generate_presigned_url"): frozenset(),  # a local signature, no request
+    ("ledger", "update_item"): frozenset({"dynamodb:UpdateItem"}),
+    ("ledger", "get_item"): frozenset({"dynamodb:GetItem"}),
+    ("sns", "publish"): frozenset({"sns:Publish"}),
+}
+# With a customer managed key, SQS, S3, SNS and DynamoDB call KMS on the worker's behalf.
+KMS_ACTIONS = frozenset({"kms:Decrypt", "kms:GenerateDataKey"})
+WORKER_ACTIONS = frozenset().union(*CALL_ACTIONS.values()) | KMS_ACTIONS
+AWS_CALL = re.compile(r"\b_client\.([a-z0-9_]+)\(")
 # Margin between the daemon's drain time and the platform's grace period: the daemon needs a few
 # seconds after draining to release the rest and exit.
 SHUTDOWN_MARGIN_S = 10
@@ -315,6 +317,12 @@ def check_iam(root: Path) -> None:
     check(tf_worker == WORKER_ACTIONS, "deploy/terraform/iam.tf",
           f"worker policy actions differ from the daemon's calls: extra {sorted(tf_worker - WORKER_ACTIONS)}, "
           f"missing {sorted(WORKER_ACTIONS - tf_worker)}")
+
+    calls = {(path.stem, call) for path in sorted((root / "src/pipelined/aws").glob("*.py"))
+             for call in AWS_CALL.findall(path.read_text(encoding="utf-8"))}
+    check(calls == set(CALL_ACTIONS), "deploy/lint/checks.py",
+          f"CALL_ACTIONS differs from the calls in src/pipelined/aws/: unmapped {sorted(calls - set(CALL_ACTIONS))}, "
+          f"no longer made {sorted(set(CALL_ACTIONS) - calls)}")
 
     doc = (root / "docs/iam.md").read_text(encoding="utf-8")
     for action in sorted(WORKER_ACTIONS):
