@@ -145,7 +145,7 @@ def provision(
     sqs, s3, sns, dynamodb = (aws_client(endpoint_url, s) for s in ("sqs", "s3", "sns", "dynamodb"))
 
     dlq_url = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
-    dlq_arn = _queue_arn(sqs, dlq_url)
+    dlq_arn = queue_arn(sqs, dlq_url)
     queue_url = sqs.create_queue(
         QueueName=f"{name}-jobs",
         Attributes={
@@ -156,25 +156,25 @@ def provision(
             ),
         },
     )["QueueUrl"]
-    queue_arn = _queue_arn(sqs, queue_url)
+    jobs_arn = queue_arn(sqs, queue_url)
 
     input_bucket = f"{name}-uploads"
     output_bucket = input_bucket if same_bucket else f"{name}-artifacts"
     for bucket in {input_bucket, output_bucket}:
         s3.create_bucket(Bucket=bucket)
     sqs.set_queue_attributes(
-        QueueUrl=queue_url, Attributes={"Policy": _allow_s3_policy(queue_arn, input_bucket)}
+        QueueUrl=queue_url, Attributes={"Policy": _allow_s3_policy(jobs_arn, input_bucket)}
     )
     s3.put_bucket_notification_configuration(
         Bucket=input_bucket,
         NotificationConfiguration={
-            "QueueConfigurations": [{"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"]}]
+            "QueueConfigurations": [{"QueueArn": jobs_arn, "Events": ["s3:ObjectCreated:*"]}]
         },
     )
 
     topic_arn = sns.create_topic(Name=f"{name}-results")["TopicArn"]
     watch_url = sqs.create_queue(QueueName=f"{name}-watch")["QueueUrl"]
-    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=_queue_arn(sqs, watch_url))
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn(sqs, watch_url))
 
     table = f"{name}-jobs"
     dynamodb.create_table(
@@ -195,7 +195,7 @@ def provision(
     )
 
 
-def _queue_arn(sqs: Any, queue_url: str) -> str:
+def queue_arn(sqs: Any, queue_url: str) -> str:
     attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
     return str(attributes["Attributes"]["QueueArn"])
 

@@ -39,7 +39,15 @@ from botocore.exceptions import ClientError
 
 from pipelined import samples
 from pipelined.aws.ledger import item_key
-from pipelined.local import REGION, Credentials, LocalStack, aws_client, free_port, provision
+from pipelined.local import (
+    REGION,
+    Credentials,
+    LocalStack,
+    aws_client,
+    free_port,
+    provision,
+    queue_arn,
+)
 from tests.deploy.cloudformation import Resolver, load_template, policy_document
 from tests.faults.daemon import Daemon, Upload, Watcher, ledger, object_keys, upload, wait_until
 from tests.integration.helpers import queue_counts
@@ -143,15 +151,13 @@ def deployment(iam_emulator: str) -> Deployment:
 
 def _resolver(stack: LocalStack, output_prefix: str) -> Resolver:
     kms_key = aws_client(stack.endpoint_url, "kms").create_key()["KeyMetadata"]["Arn"]
-    queue_arn = _queue_arn(stack)
     return Resolver(
         values={
             "AWS::Partition": "aws",
             "AWS::Region": REGION,
             "AWS::AccountId": ACCOUNT_ID,
             "AWS::URLSuffix": "amazonaws.com",
-            "Queue.Arn": queue_arn,
-            "InputBucket": stack.input_bucket,
+            "Queue.Arn": queue_arn(stack.client("sqs"), stack.queue_url),
             "InputBucket.Arn": f"arn:aws:s3:::{stack.input_bucket}",
             "OutputBucket.Arn": f"arn:aws:s3:::{stack.output_bucket}",
             "OutputPrefix": output_prefix,
@@ -161,13 +167,6 @@ def _resolver(stack: LocalStack, output_prefix: str) -> Resolver:
         },
         conditions={"UseKms": True},  # the template's default: the whole policy
     )
-
-
-def _queue_arn(stack: LocalStack) -> str:
-    attributes = stack.client("sqs").get_queue_attributes(
-        QueueUrl=stack.queue_url, AttributeNames=["QueueArn"]
-    )
-    return str(attributes["Attributes"]["QueueArn"])
 
 
 def _user(
