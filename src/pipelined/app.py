@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Coroutine
 from contextlib import AsyncExitStack
+from typing import Any
 
 from pipelined import metrics
 from pipelined.aws.clients import open_clients
@@ -99,7 +101,7 @@ async def run_daemon(
         )
         stack.callback(pool.close)
         queue = SqsQueue(clients.sqs, settings.queue_url)
-        await _warn_without_dead_letter_queue(queue)
+        await _unless_stopped(_warn_without_dead_letter_queue(queue), stop, "queue_check")
         pipeline = Pipeline(
             S3Store(clients.s3),
             DynamoLedger(clients.dynamodb, settings.table),
@@ -126,6 +128,22 @@ async def run_daemon(
             if watchdog is not None:
                 watchdog.cancel()
         log.info("daemon_stopped")
+
+
+async def _unless_stopped(check: Coroutine[Any, Any, None], stop: asyncio.Event, name: str) -> None:
+    """Run a start-up ``check``, but give it up when a stop is requested meanwhile: against an
+    unreachable endpoint botocore's retries would otherwise hold up the shutdown for seconds."""
+    checking = asyncio.create_task(check)
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({checking, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        abandoned = not checking.done()
+        for task in (checking, stopping):
+            task.cancel()
+    await asyncio.gather(checking, stopping, return_exceptions=True)
+    if abandoned:
+        log.info("start_up_check_abandoned", check=name, reason="shutdown requested")
 
 
 async def _warn_without_dead_letter_queue(queue: SqsQueue) -> None:

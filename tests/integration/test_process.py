@@ -10,8 +10,10 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -66,6 +68,16 @@ def http_status(port: int, path: str) -> int:
         return int(reply.status)
 
 
+def answered_status(port: int, path: str) -> int | None:
+    """The status ``path`` answers with, error statuses included; None while nothing listens."""
+    try:
+        return http_status(port, path)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+    except OSError:
+        return None
+
+
 def test_a_missing_setting_stops_start_up_with_exit_code_2() -> None:
     env = {name: value for name, value in os.environ.items() if not name.startswith("PIPELINED_")}
     result = subprocess.run(
@@ -92,6 +104,24 @@ def test_a_bad_setting_is_named(stack: LocalStack) -> None:
     )
     assert result.returncode == 2
     assert "PIPELINED_MAX_INFLIGHT" in result.stderr.decode()
+
+
+def test_sigterm_during_start_up_exits_0_without_waiting_for_the_queue_check(
+    stack: LocalStack,
+) -> None:
+    # Nothing listens there: the start-up queue check is still in botocore's retries.
+    unreachable = replace(stack, endpoint_url=f"http://127.0.0.1:{free_port()}")
+    process, port = start_daemon(unreachable)
+    deadline = time.monotonic() + 30
+    while (status := answered_status(port, "/readyz")) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert status == 503, "the metrics server is up, the daemon not yet ready"
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr.decode()
+    events = stderr.decode()
+    assert '"event": "start_up_check_abandoned"' in events, events
+    assert "queue_check_failed" not in events
 
 
 async def test_sigterm_drains_and_loses_nothing(stack: LocalStack) -> None:
