@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -25,6 +25,16 @@ FAST = {
     "visibility_timeout_s": 10,
     "claim_lease_s": 30,
 }
+
+
+async def eventually(condition: Callable[[], bool], timeout_s: float = 10) -> bool:
+    """Poll ``condition`` until it holds (True) or ``timeout_s`` passed (False)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.1)
+    return True
 
 
 def fast_settings(**overrides: Any) -> Settings:

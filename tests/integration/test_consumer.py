@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import pytest
@@ -17,7 +16,7 @@ from pipelined.aws.sqs import SqsQueue
 from pipelined.consumer import Consumer, ConsumerConfig, Delivery, Handler
 from pipelined.disposition import Ack, Disposition, Retry
 from pipelined.local import REGION, LocalStack
-from tests.integration.helpers import queue_counts
+from tests.integration.helpers import eventually, queue_counts
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -55,15 +54,6 @@ async def consuming(
         finally:
             stop.set()
             await asyncio.wait_for(task, 30)
-
-
-async def eventually(condition: Callable[[], bool], timeout_s: float = 10) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.1)
-    return True
 
 
 async def test_a_job_that_outlasts_the_visibility_timeout_is_extended_and_done_once(

@@ -20,7 +20,7 @@ import pytest
 
 from pipelined import samples
 from pipelined.local import LocalStack, free_port
-from tests.integration.helpers import ledger_item, notifications, put, queue_counts
+from tests.integration.helpers import eventually, ledger_item, notifications, put, queue_counts
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -78,15 +78,20 @@ def answered_status(port: int, path: str) -> int | None:
         return None
 
 
-def test_a_missing_setting_stops_start_up_with_exit_code_2() -> None:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("PIPELINED_")}
-    result = subprocess.run(
+def run_to_exit(env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
+    """``pipelined run`` in ``env``, for a start-up that is expected to end by itself."""
+    return subprocess.run(
         [sys.executable, "-m", "pipelined", "run"],
         env=env,
         capture_output=True,
         timeout=30,
         check=False,
     )
+
+
+def test_a_missing_setting_stops_start_up_with_exit_code_2() -> None:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("PIPELINED_")}
+    result = run_to_exit(env)
     assert result.returncode == 2
     lines = result.stderr.decode().strip().splitlines()
     assert len(lines) == 1
@@ -95,13 +100,7 @@ def test_a_missing_setting_stops_start_up_with_exit_code_2() -> None:
 
 def test_a_bad_setting_is_named(stack: LocalStack) -> None:
     env = {**os.environ, **stack.daemon_environment(), "PIPELINED_MAX_INFLIGHT": "-3"}
-    result = subprocess.run(
-        [sys.executable, "-m", "pipelined", "run"],
-        env=env,
-        capture_output=True,
-        timeout=30,
-        check=False,
-    )
+    result = run_to_exit(env)
     assert result.returncode == 2
     assert "PIPELINED_MAX_INFLIGHT" in result.stderr.decode()
 
@@ -156,34 +155,28 @@ async def test_sigterm_drains_and_loses_nothing(stack: LocalStack) -> None:
     assert returncode == 0, stderr
     assert '"drain_finished"' in stderr
 
-    processed = {
-        k
-        for k in keys
-        if (ledger_item(stack, stack.input_bucket, k) or {}).get("status") == "processed"
-    }
+    def processed() -> list[str]:
+        return [
+            k
+            for k in keys
+            if (ledger_item(stack, stack.input_bucket, k) or {}).get("status") == "processed"
+        ]
+
     visible, in_flight = queue_counts(stack)
     assert in_flight == 0, "unfinished work was released, not left invisible"
-    assert len(processed) + visible >= len(keys), "every upload is processed or back on the queue"
+    assert len(processed()) + visible >= len(keys), "every upload is processed or back on the queue"
 
     # A second daemon finishes the rest; nothing was lost.
     process, port = start_daemon(stack)
     try:
         await asyncio.to_thread(wait_ready, port)
-        for _ in range(150):
-            done = [
-                k
-                for k in keys
-                if (ledger_item(stack, stack.input_bucket, k) or {}).get("status") == "processed"
-            ]
-            if len(done) == len(keys):
-                break
-            await asyncio.sleep(0.2)
+        await eventually(lambda: len(processed()) == len(keys), timeout_s=30)
         process.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(process.wait, 60) == 0
     finally:
         if process.poll() is None:
             process.kill()
-    assert sorted(done) == sorted(keys)
+    assert sorted(processed()) == sorted(keys)
     assert queue_counts(stack) == (0, 0)
     rest = await notifications(stack, len(keys) - 1, settle_s=2)
     per_key = Counter(n["source"]["key"] for n in first + rest)

@@ -10,6 +10,7 @@ import pytest
 from pipelined import metrics, samples
 from pipelined.local import LocalStack
 from tests.integration.helpers import (
+    eventually,
     ledger_item,
     notifications,
     put,
@@ -76,9 +77,6 @@ async def test_what_keeps_failing_ends_in_the_dead_letter_queue(stack: LocalStac
     stack.client("dynamodb").delete_table(TableName=stack.table)  # and it never comes back
     async with running_daemon(retry_base_delay_s=0.1, retry_max_delay_s=1):
         put(stack, "doomed.png", samples.transparent_png())
-        for _ in range(150):
-            if queue_counts(stack, stack.dead_letter_queue_url)[0] == 1:
-                break
-            await asyncio.sleep(0.2)
+        await eventually(lambda: queue_counts(stack, stack.dead_letter_queue_url)[0] == 1, 30)
     assert queue_counts(stack, stack.dead_letter_queue_url) == (1, 0)
     assert queue_counts(stack) == (0, 0)
