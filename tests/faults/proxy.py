@@ -58,7 +58,7 @@ import uuid
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Literal, Protocol, Self, cast
@@ -502,14 +502,7 @@ class Stats:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "forwarded": self.forwarded,
-            "injected": self.injected,
-            "refusals": self.refusals,
-            "refusing": self.refusing,
-            "held": self.held,
-            "lost_answers": self.lost_answers,
-        }
+        return asdict(self)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Stats:
@@ -536,12 +529,7 @@ class LostAnswer:
     at: float  # wall-clock time
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "operation": self.operation,
-            "status": self.status,
-            "body": self.body,
-            "at": self.at,
-        }
+        return asdict(self)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> LostAnswer:
