@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import sys
 import time
@@ -14,7 +13,7 @@ from pipelined.local import LocalStack, apply_environment, emulator, provision
 from pipelined.logs import configure_logging
 from pipelined.samples import Sample, demo_samples
 from pipelined.settings import load_settings
-from pipelined.tools import unwrap_notification
+from pipelined.tools import notification_attributes, unwrap_notification
 
 DEMO_TIMEOUT_S = 120.0
 
@@ -63,12 +62,8 @@ def _collect_notifications(stack: LocalStack, samples: list[Sample]) -> dict[str
             QueueUrl=stack.watch_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
         )
         for message in response.get("Messages", []):
-            envelope = json.loads(message["Body"])
             notification = unwrap_notification(message["Body"])
-            notification["_attributes"] = {
-                name: value["Value"]
-                for name, value in envelope.get("MessageAttributes", {}).items()
-            }
+            notification["_attributes"] = notification_attributes(message["Body"])
             source = notification.get("source")
             if isinstance(source, dict):
                 found[str(source["key"])] = notification

@@ -41,3 +41,10 @@ def unwrap_notification(body: str) -> dict[str, object]:
         return inner
     result: dict[str, object] = envelope
     return result
+
+
+def notification_attributes(body: str) -> dict[str, str]:
+    """The SNS message attributes (status, kind) an enveloped notification carries."""
+    envelope = json.loads(body)
+    attributes = envelope.get("MessageAttributes", {}) if isinstance(envelope, dict) else {}
+    return {name: str(value["Value"]) for name, value in attributes.items()}

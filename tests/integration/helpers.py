@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -13,7 +12,7 @@ from pipelined.app import run_daemon
 from pipelined.aws.ledger import item_from_dynamo, item_key
 from pipelined.local import LocalStack
 from pipelined.settings import Settings, load_settings
-from pipelined.tools import unwrap_notification
+from pipelined.tools import notification_attributes, unwrap_notification
 
 FAST = {
     "wait_time_s": 1,
@@ -84,11 +83,8 @@ def _read_notifications(
             QueueUrl=stack.watch_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
         )
         for message in response.get("Messages", []):
-            envelope = json.loads(message["Body"])
             notification = unwrap_notification(message["Body"])
-            notification["_attributes"] = {
-                k: v["Value"] for k, v in envelope.get("MessageAttributes", {}).items()
-            }
+            notification["_attributes"] = notification_attributes(message["Body"])
             found.append(notification)
             sqs.delete_message(
                 QueueUrl=stack.watch_queue_url, ReceiptHandle=message["ReceiptHandle"]
