@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
+from botocore.config import Config
 
 REGION = "us-east-1"
 DLQ_MAX_RECEIVE_COUNT = 5
@@ -77,7 +78,12 @@ class LocalStack:
         return aws_client(self.endpoint_url, service, self.credentials)
 
 
-def aws_client(endpoint_url: str, service: str, credentials: Credentials = CREDENTIALS) -> Any:
+def aws_client(
+    endpoint_url: str,
+    service: str,
+    credentials: Credentials = CREDENTIALS,
+    config: Config | None = None,
+) -> Any:
     """A synchronous boto3 client for the emulator (set-up and inspection, not the daemon)."""
     return boto3.client(
         service,
@@ -85,6 +91,7 @@ def aws_client(endpoint_url: str, service: str, credentials: Credentials = CREDE
         region_name=REGION,
         aws_access_key_id=credentials.access_key_id,
         aws_secret_access_key=credentials.secret_access_key,
+        config=config,
     )
 
 

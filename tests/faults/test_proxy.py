@@ -26,7 +26,7 @@ from yarl import URL
 
 from pipelined.aws.errors import THROTTLING_CODES, translated
 from pipelined.errors import RetryableError, ThrottledError
-from pipelined.local import CREDENTIALS, REGION, LocalStack, free_port
+from pipelined.local import CREDENTIALS, REGION, LocalStack, aws_client, free_port
 from tests.faults.proxy import (
     FaultProxy,
     ProxyProcess,
@@ -48,22 +48,13 @@ def proxy(emulator_url: str) -> Iterator[ThreadedFaultProxy]:
 
 def aws(service: str, endpoint_url: str, **config: Any) -> Any:
     """A boto3 client through the proxy; no retries unless asked, so every fault shows."""
-    import boto3
-
     options: dict[str, Any] = {
         "retries": {"mode": "standard", "total_max_attempts": 1},
         "connect_timeout": 2,
         "read_timeout": 5,
         **config,
     }
-    return boto3.client(
-        service,
-        endpoint_url=endpoint_url,
-        region_name=REGION,
-        aws_access_key_id=CREDENTIALS.access_key_id,
-        aws_secret_access_key=CREDENTIALS.secret_access_key,
-        config=Config(**options),
-    )
+    return aws_client(endpoint_url, service, config=Config(**options))
 
 
 def error_of(call: Callable[[], object]) -> ClientError:
