@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -230,16 +230,21 @@ def cfn_template(path: Path) -> dict[str, Any]:
     return template
 
 
-def cfn_statements(node: Any) -> Iterator[dict[str, Any]]:
-    """Every policy statement in a CloudFormation tree (both branches of Fn::If)."""
+def nested_dicts(node: Any, wanted: Callable[[dict[str, Any]], bool]) -> Iterator[dict[str, Any]]:
+    """Every dict anywhere in a parsed tree for which ``wanted`` holds."""
     if isinstance(node, dict):
-        if "Effect" in node and ("Action" in node or "NotAction" in node):
+        if wanted(node):
             yield node
         for value in node.values():
-            yield from cfn_statements(value)
+            yield from nested_dicts(value, wanted)
     elif isinstance(node, list):
         for value in node:
-            yield from cfn_statements(value)
+            yield from nested_dicts(value, wanted)
+
+
+def cfn_statements(node: Any) -> Iterator[dict[str, Any]]:
+    """Every policy statement in a CloudFormation tree (both branches of Fn::If)."""
+    return nested_dicts(node, lambda d: "Effect" in d and ("Action" in d or "NotAction" in d))
 
 
 def as_list(value: Any) -> list[Any]:
@@ -255,14 +260,7 @@ def flat(value: Any) -> list[Any]:
 
 def tf_statements(node: Any) -> Iterator[dict[str, Any]]:
     """Every statement block (static or dynamic content) in a python-hcl2 tree."""
-    if isinstance(node, dict):
-        if "actions" in node or "not_actions" in node:
-            yield node
-        for value in node.values():
-            yield from tf_statements(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from tf_statements(value)
+    return nested_dicts(node, lambda d: "actions" in d or "not_actions" in d)
 
 
 def wildcard(action: str) -> bool:
