@@ -38,7 +38,7 @@ CALL_ACTIONS: dict[tuple[str, str], frozenset[str]] = {
     ("s3", "get_object"): frozenset({"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket"}),
     ("s3", "put_object"): frozenset({"s3:PutObject"}),
     ("s3", "generate_presigned_url"): frozenset(),  # a local signature, no request
-    ("ledger", "update_item"): frozenset({"dynamodb:UpdateItem"}),
+    ("ledger", "put_item"): frozenset({"dynamodb:PutItem"}),
     ("ledger", "get_item"): frozenset({"dynamodb:GetItem"}),
     ("sns", "publish"): frozenset({"sns:Publish"}),
 }

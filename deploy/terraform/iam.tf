@@ -42,7 +42,7 @@ data "aws_iam_policy_document" "worker" {
   statement {
     sid       = "RecordResults"
     effect    = "Allow"
-    actions   = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem"]
     resources = [aws_dynamodb_table.results.arn]
   }
 

@@ -44,13 +44,13 @@ variable "message_retention_seconds" {
 }
 
 variable "output_prefix" {
-  description = "PIPELINED_OUTPUT_PREFIX; the worker may write only below it. Empty or ending in \"/\"."
+  description = "PIPELINED_OUTPUT_PREFIX; the worker may write only below it. Not empty, ending in \"/\"."
   type        = string
   default     = "pipelined/"
 
   validation {
-    condition     = var.output_prefix == "" || endswith(var.output_prefix, "/")
-    error_message = "output_prefix must be empty or end with \"/\"."
+    condition     = var.output_prefix != "" && endswith(var.output_prefix, "/")
+    error_message = "output_prefix must be non-empty and end with \"/\"."
   }
 }
 

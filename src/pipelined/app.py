@@ -10,7 +10,7 @@ from typing import Any
 
 from pipelined import metrics
 from pipelined.aws.clients import open_clients
-from pipelined.aws.ledger import DynamoLedger
+from pipelined.aws.ledger import DynamoLedgerStore
 from pipelined.aws.s3 import S3Store
 from pipelined.aws.sns import SnsNotifier
 from pipelined.aws.sqs import SqsQueue
@@ -18,6 +18,7 @@ from pipelined.concurrency import ThrottleSignal
 from pipelined.consumer import Consumer, ConsumerConfig
 from pipelined.disposition import BackoffPolicy
 from pipelined.handler import MessageHandler
+from pipelined.ledger.store import Ledger
 from pipelined.logs import get_logger
 from pipelined.pipeline import Pipeline, PipelineConfig
 from pipelined.pool import WorkerPool
@@ -104,7 +105,7 @@ async def run_daemon(
         await _unless_stopped(_warn_without_dead_letter_queue(queue), stop, "queue_check")
         pipeline = Pipeline(
             S3Store(clients.s3),
-            DynamoLedger(clients.dynamodb, settings.table),
+            Ledger(DynamoLedgerStore(clients.dynamodb, settings.table), settings.claim_lease_s),
             SnsNotifier(clients.sns, settings.topic_arn),
             pool,
             pipeline_config(settings),

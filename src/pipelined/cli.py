@@ -63,11 +63,12 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _run() -> int:
-    from pipelined.app import run_daemon
-    from pipelined.logs import configure_logging
     from pipelined.settings import load_settings
 
-    settings = load_settings()
+    settings = load_settings()  # first: a bad setting exits 2 whatever the rest imports
+    from pipelined.app import run_daemon
+    from pipelined.logs import configure_logging
+
     configure_logging(settings.log_level, settings.log_format)
     asyncio.run(run_daemon(settings))
     return EXIT_OK

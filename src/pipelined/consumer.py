@@ -8,21 +8,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from pipelined import metrics
+from pipelined import jobclock, metrics
 from pipelined.concurrency import AimdLimit
-from pipelined.disposition import Ack, BackoffPolicy, Disposition, Reject, Retry
+from pipelined.disposition import Ack, BackoffPolicy, Defer, Disposition, Reject, Retry
 from pipelined.errors import ThrottledError
 from pipelined.logs import get_logger
 from pipelined.metrics import Health
-from pipelined.quotas import SQS_MAX_BATCH
+from pipelined.quotas import SQS_MAX_BATCH, SQS_MAX_VISIBILITY_TIMEOUT_S
 
 log = get_logger(__name__)
+
+VISIBILITY_LIMIT_MARGIN_S = 60
+"""Kept clear of the twelve hours a message can be held: a visibility change reaches SQS some
+time after it is computed (botocore may even retry it), and SQS refuses one that passes them."""
+
+MIN_EXTENSION_DEADLINE_S = 0.5
+"""The shortest time an extension call is given, even for a lease that has (nearly) run out:
+SQS still extends it if nobody else has received the message meanwhile."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,7 +78,7 @@ class ConsumerConfig:
     pollers: int = 2
     wait_time_s: int = 20
     visibility_timeout_s: int = 60
-    max_job_time_s: int = 900
+    max_job_time_s: int = 900  # of the job's own time: waiting for a worker does not count
     drain_timeout_s: float = 30.0
     delete_flush_s: float = 0.1
     lease_renew_interval_s: float = 20.0
@@ -79,9 +88,11 @@ class ConsumerConfig:
 @dataclass(eq=False)
 class _Job:
     delivery: Delivery
-    started_at: float
+    budget: jobclock.JobClock
     lease_expires_at: float
+    held_until: float  # no visibility may pass this: receive + twelve hours, less a margin
     task: asyncio.Task[None] | None = None
+    extension: asyncio.Task[None] | None = None  # the extension of this lease in flight
     cancel_reason: str | None = None
 
 
@@ -154,7 +165,14 @@ class DeleteBatcher:
         """Send every pending deletion, retrying partial failures with a short backoff."""
         while self._pending:
             batch, self._pending = self._pending[:SQS_MAX_BATCH], self._pending[SQS_MAX_BATCH:]
-            retry = await self._send(batch)
+            try:
+                retry = await self._send(batch)
+            except asyncio.CancelledError:
+                # Cancelled mid-call (the drain stops ``run`` this way): whether SQS got the
+                # call or not, the final flush sends the batch again. A second delete of a
+                # message is harmless; a delete never sent leaves it to be done twice.
+                self._pending[:0] = batch
+                raise
             if retry:
                 self._pending.extend(retry)
                 await asyncio.sleep(0.2 * max(attempt for _, attempt in retry))
@@ -183,7 +201,11 @@ class DeleteBatcher:
 
 
 class Consumer:
-    """Runs pollers, the lease keeper and the delete batcher until ``stop`` is set, then drains."""
+    """Runs pollers, the lease keeper and the delete batcher until ``stop`` is set, then drains.
+
+    A message is held for at most twelve hours since its receive (SQS's limit): no visibility
+    the consumer asks for passes that point, and a job still running near it is given up.
+    """
 
     def __init__(
         self,
@@ -205,6 +227,10 @@ class Consumer:
         # Keyed by delivery, not message id: a message redelivered while an earlier delivery of
         # it is still running here is a second job with its own lease.
         self._jobs: dict[Delivery, _Job] = {}
+        # Every job task until it is done, disposition applied: a job leaves ``_jobs`` before
+        # that, and the drain must still wait for it.
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._extensions: set[asyncio.Task[None]] = set()
         self._deleter = DeleteBatcher(queue, config.delete_flush_s)
         self.on_ready: Callable[[], None] | None = None
         self.on_draining: Callable[[], None] | None = None
@@ -245,13 +271,17 @@ class Consumer:
         """
         failures = 0
         while wanted := await self._slots.reserve_up_to(SQS_MAX_BATCH):
+            # SQS counts a message's twelve hours from its receive, which is no earlier than now.
+            asked_at = self._clock()
             try:
                 deliveries = await self._queue.receive(
                     wanted, self._config.wait_time_s, self._config.visibility_timeout_s
                 )
             except Exception as error:
                 self._slots.give_back(wanted)
-                self._slots.record(throttled=isinstance(error, ThrottledError))
+                if isinstance(error, ThrottledError):
+                    # Any other failure says nothing of the load the cloud takes: no success.
+                    self._slots.record(throttled=True)
                 failures += 1
                 self._health.set_ready(False, f"receive failing: {error}")
                 log.warning("receive_failed", error=str(error), consecutive=failures)
@@ -267,7 +297,7 @@ class Consumer:
                 self._mark_ready()
             failures = 0
             for delivery in deliveries:
-                self._start_job(delivery)
+                self._start_job(delivery, asked_at)
 
     async def _pause(self, seconds: float) -> None:
         """Sleep, but wake as soon as the consumer stops."""
@@ -280,20 +310,34 @@ class Consumer:
             self.on_ready()
             self.on_ready = None
 
-    def _start_job(self, delivery: Delivery) -> None:
+    def _start_job(self, delivery: Delivery, received_at: float) -> None:
         now = self._clock()
-        job = _Job(delivery, now, now + self._config.visibility_timeout_s)
+        held_until = received_at + SQS_MAX_VISIBILITY_TIMEOUT_S - VISIBILITY_LIMIT_MARGIN_S
+        job = _Job(
+            delivery,
+            jobclock.JobClock(self._clock),
+            now + self._config.visibility_timeout_s,
+            held_until,
+        )
         self._jobs[delivery] = job
         metrics.IN_FLIGHT.set(len(self._jobs))
         log.debug(
             "message_received", message_id=delivery.message_id, receives=delivery.receive_count
         )
-        job.task = asyncio.create_task(self._run_job(job), name=f"job-{delivery.message_id}")
+        job.task = self._track(
+            asyncio.create_task(self._run_job(job), name=f"job-{delivery.message_id}")
+        )
+
+    def _track(self, task: asyncio.Task[None]) -> asyncio.Task[None]:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _run_job(self, job: _Job) -> None:
-        disposition: Disposition | None = None
+        jobclock.bind(job.budget)  # the pool pauses it while the job waits for a worker
+        disposition: Ack | Retry | Reject | None = None
         try:
-            disposition = await self._handler(job.delivery)
+            disposition = await self._handled(job.delivery)
         except asyncio.CancelledError:
             if job.cancel_reason is None:
                 raise
@@ -303,17 +347,41 @@ class Consumer:
             disposition = Retry(self._config.backoff.delay_s(attempt, self._rng), str(error))
         finally:
             self._finish(job)
-        if job.cancel_reason is not None:
-            await asyncio.shield(self._after_cancel(job))
-        elif disposition is not None:
-            await asyncio.shield(self._apply(job.delivery, disposition))
+        # Shielded: a cancel arriving now must not cut a delete or a release short. Tracked:
+        # should this task be cancelled all the same, the drain still waits for the settling.
+        settling = asyncio.create_task(self._settle(job, disposition))
+        await asyncio.shield(self._track(settling))
+
+    async def _handled(self, delivery: Delivery) -> Ack | Retry | Reject:
+        """The handler's disposition; while it says Defer, wait and ask again.
+
+        The message stays ours meanwhile: the lease keeper extends it, MAX_JOB_TIME_S bounds
+        the wait, and a shutdown releases it like any job in flight.
+        """
+        while isinstance(disposition := await self._handler(delivery), Defer):
+            metrics.MESSAGES.labels("deferred").inc()
+            log.info(
+                "message_deferred",
+                message_id=delivery.message_id,
+                delay_s=round(disposition.delay_s, 1),
+                reason=disposition.reason,
+            )
+            await asyncio.sleep(disposition.delay_s)
+        return disposition
 
     def _finish(self, job: _Job) -> None:
         self._jobs.pop(job.delivery, None)
         self._slots.give_back()
         metrics.IN_FLIGHT.set(len(self._jobs))
 
-    async def _apply(self, delivery: Delivery, disposition: Disposition) -> None:
+    async def _settle(self, job: _Job, disposition: Ack | Retry | Reject | None) -> None:
+        if job.cancel_reason is not None:
+            await self._after_cancel(job)
+        elif disposition is not None:
+            await self._apply(job, disposition)
+
+    async def _apply(self, job: _Job, disposition: Ack | Retry | Reject) -> None:
+        delivery = job.delivery
         self._slots.record(throttled=isinstance(disposition, Retry) and disposition.throttled)
         if isinstance(disposition, Ack | Reject):
             self._deleter.add(delivery)
@@ -331,16 +399,27 @@ class Consumer:
             delay_s=disposition.delay_s,
             reason=disposition.reason,
         )
-        await self._release([(delivery, disposition.delay_s)])
+        await self._release_job(job, disposition.delay_s)
 
     async def _after_cancel(self, job: _Job) -> None:
         if job.cancel_reason == "lease_lost":
             metrics.MESSAGES.labels("lost").inc()
             return  # the message is no longer ours to touch
-        if job.cancel_reason == "max_job_time":
+        if job.cancel_reason in ("max_job_time", "held_too_long"):
             delay = self._config.backoff.delay_s(job.delivery.receive_count, self._rng)
             metrics.MESSAGES.labels("retry").inc()
-            await self._release([(job.delivery, delay)])
+            await self._release_job(job, delay)
+
+    async def _release_job(self, job: _Job, delay_s: int) -> None:
+        """Make the message visible again after ``delay_s``, or sooner if its time is up."""
+        if job.extension is not None:
+            # An extension landing after the release would hide the message for a whole lease.
+            await asyncio.wait({job.extension})
+        await self._release([(job.delivery, self._within_limit(job, delay_s, self._clock()))])
+
+    def _within_limit(self, job: _Job, visibility_s: int, now: float) -> int:
+        """``visibility_s``, cut so that it ends before the message's twelve hours do."""
+        return max(0, min(visibility_s, math.floor(job.held_until - now)))
 
     async def _release(self, entries: Sequence[tuple[Delivery, int]]) -> None:
         for start in range(0, len(entries), SQS_MAX_BATCH):
@@ -356,48 +435,91 @@ class Consumer:
                 )
 
     async def _keep_leases(self) -> None:
-        """One task for every lease: extend in batches of ten before they run out."""
-        interval = self._config.lease_renew_interval_s
-        tick = min(1.0, interval / 4)
-        while True:
-            await asyncio.sleep(tick)
-            self._health.tick()
-            await self._extend_due_leases(interval)
+        """Every tick: show that the loop turns, then send the extensions that are due.
 
-    async def _extend_due_leases(self, interval: float) -> None:
+        Each batch of ten goes out as a task of its own under a deadline, so one stuck call
+        holds up neither the other leases nor the tick that /healthz watches.
+        """
+        tick = min(1.0, self._config.lease_renew_interval_s / 4)
+        try:
+            while True:
+                await asyncio.sleep(tick)
+                self._health.tick()
+                self._extend_due_leases()
+        finally:
+            for extension in self._extensions:
+                extension.cancel()
+            await asyncio.gather(*self._extensions, return_exceptions=True)
+
+    def _extend_due_leases(self) -> None:
         now = self._clock()
-        threshold = self._config.visibility_timeout_s - interval
-        due = [
+        by_visibility: dict[int, list[_Job]] = {}
+        for job in self._due_jobs(now):
+            visibility_s = self._extension_s(job, now)
+            if job.budget.used_s() >= self._config.max_job_time_s:
+                self._cancel(job, "max_job_time")
+            elif not visibility_s:
+                # Its twelve hours are nearly up: give it up while the lease can be released.
+                self._cancel(job, "held_too_long")
+            else:
+                by_visibility.setdefault(visibility_s, []).append(job)
+        # A batch asks for one visibility: near their twelve hours, jobs need shorter ones.
+        for visibility_s, jobs in by_visibility.items():
+            for start in range(0, len(jobs), SQS_MAX_BATCH):
+                self._start_extension(jobs[start : start + SQS_MAX_BATCH], visibility_s, now)
+
+    def _due_jobs(self, now: float) -> list[_Job]:
+        """Jobs whose lease must be extended now; one being extended waits for that call."""
+        threshold = self._config.visibility_timeout_s - self._config.lease_renew_interval_s
+        return [
             job
             for job in self._jobs.values()
-            if job.cancel_reason is None and job.lease_expires_at - now <= threshold
+            if job.cancel_reason is None
+            and job.extension is None
+            and job.lease_expires_at - now <= threshold
         ]
-        to_extend = []
-        for job in due:
-            if now - job.started_at >= self._config.max_job_time_s:
-                self._cancel(job, "max_job_time")
-            else:
-                to_extend.append(job)
-        for start in range(0, len(to_extend), SQS_MAX_BATCH):
-            await self._extend(to_extend[start : start + SQS_MAX_BATCH], now)
 
-    async def _extend(self, jobs: list[_Job], now: float) -> None:
-        timeout = self._config.visibility_timeout_s
+    def _extension_s(self, job: _Job, now: float) -> int:
+        """The visibility to extend ``job`` with; 0 when no extension would gain it time."""
+        visibility_s = self._within_limit(job, self._config.visibility_timeout_s, now)
+        return visibility_s if now + visibility_s > job.lease_expires_at else 0
+
+    def _start_extension(self, jobs: list[_Job], visibility_s: int, now: float) -> None:
+        extension = asyncio.create_task(self._extend(jobs, visibility_s, now), name="extension")
+        self._extensions.add(extension)
+        for job in jobs:
+            job.extension = extension
+
+        def ended(_: asyncio.Task[None]) -> None:
+            self._extensions.discard(extension)
+            for job in jobs:
+                job.extension = None
+
+        extension.add_done_callback(ended)
+
+    async def _extend(self, jobs: list[_Job], visibility_s: int, now: float) -> None:
+        # Half the shortest lease left: a call given up at its deadline leaves time to retry.
+        lease_left_s = min(job.lease_expires_at for job in jobs) - now
+        deadline_s = max(lease_left_s / 2, MIN_EXTENSION_DEADLINE_S)
         try:
-            failures = await self._queue.extend([job.delivery for job in jobs], timeout)
-        except Exception as error:
-            # Nothing is lost yet: the leases still have a third of their time to run.
+            async with asyncio.timeout(deadline_s):
+                failures = await self._queue.extend([job.delivery for job in jobs], visibility_s)
+        except Exception as error:  # TimeoutError at the deadline included
+            # Nothing is lost yet: the leases still have time, and a later tick tries again.
             metrics.VISIBILITY_EXTENSIONS.labels("failed").inc(len(jobs))
-            log.warning("lease_extension_failed", error=str(error), count=len(jobs))
+            reason = str(error) or type(error).__name__
+            log.warning("lease_extension_failed", error=reason, count=len(jobs))
             return
         failed = {failure.delivery: failure for failure in failures}
         for job in jobs:
             failure = failed.get(job.delivery)
             if failure is None:
-                job.lease_expires_at = now + timeout
+                job.lease_expires_at = now + visibility_s
                 metrics.VISIBILITY_EXTENSIONS.labels("extended").inc()
-            elif not failure.retryable:
-                metrics.VISIBILITY_EXTENSIONS.labels("failed").inc()
+                continue
+            metrics.VISIBILITY_EXTENSIONS.labels("failed").inc()
+            # A job that ended meanwhile is settling its message: nothing left to cancel.
+            if not failure.retryable and self._jobs.get(job.delivery) is job:
                 self._cancel(job, "lease_lost")
                 log.warning("lease_lost", message_id=job.delivery.message_id, code=failure.code)
 
@@ -418,10 +540,12 @@ class Consumer:
         self._health.set_ready(False, "draining")
         if self.on_draining is not None:
             self.on_draining()
-        tasks = [job.task for job in self._jobs.values() if job.task is not None]
-        log.info("drain_started", in_flight=len(tasks), timeout_s=self._config.drain_timeout_s)
-        # Jobs finish and receives in progress end (within their long poll) side by side.
-        _, pending = await asyncio.wait([*tasks, *pollers], timeout=self._config.drain_timeout_s)
+        log.info("drain_started", in_flight=len(self._jobs), timeout_s=self._config.drain_timeout_s)
+        # Jobs finish (dispositions applied) and receives in progress end (within their long
+        # poll) side by side.
+        _, pending = await asyncio.wait(
+            [*self._tasks, *pollers], timeout=self._config.drain_timeout_s
+        )
         stuck = [poller for poller in pollers if poller in pending]
         if stuck:
             log.warning("receive_abandoned", pollers=len(stuck))  # back after their timeout
@@ -431,11 +555,23 @@ class Consumer:
         unfinished = list(self._jobs.values())
         for job in unfinished:
             self._cancel(job, "shutdown")
-        await asyncio.gather(*(job.task for job in unfinished if job.task), return_exceptions=True)
-        await self._release([(job.delivery, 0) for job in unfinished])
+        await self._wait_for_jobs()
+        await self._release_at_once(unfinished)
         metrics.MESSAGES.labels("released").inc(len(unfinished))
         keeper.cancel()
         deleter.cancel()
         await asyncio.gather(keeper, deleter, return_exceptions=True)
         await self._deleter.flush()
         log.info("drain_finished", released=len(unfinished))
+
+    async def _wait_for_jobs(self) -> None:
+        """Wait for every job task, also those still applying their disposition."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _release_at_once(self, jobs: list[_Job]) -> None:
+        extensions = {job.extension for job in jobs if job.extension is not None}
+        if extensions:
+            # Let them land first, or they would hide the released messages again.
+            await asyncio.wait(extensions)
+        await self._release([(job.delivery, 0) for job in jobs])

@@ -7,8 +7,11 @@ import math
 import random
 from dataclasses import dataclass
 
-from pipelined.errors import PermanentError, RetryableError, ThrottledError
+from pipelined.errors import ClaimBusyError, PermanentError, RetryableError, ThrottledError
 from pipelined.quotas import SQS_MAX_VISIBILITY_TIMEOUT_S
+
+BUSY_MARGIN_S = 1.0
+"""How long past a busy claim's lease a waiting delivery tries again."""
 
 
 class JobOutcome(enum.Enum):
@@ -34,13 +37,28 @@ class Retry:
 
 
 @dataclass(frozen=True)
+class Defer:
+    """Not yet: keep the message (its lease kept) and run the handler again after ``delay_s``.
+
+    For a delivery that meets another consumer's live claim. Put back on the queue instead, it
+    would spend a receive each lease period behind a long job and reach the dead-letter queue
+    while the holder is alive and well; kept here, it waits as long as the job may take
+    (MAX_JOB_TIME_S) at the cost of a slot, and takes over as soon as the holder's lease runs
+    out if the holder died.
+    """
+
+    delay_s: float
+    reason: str
+
+
+@dataclass(frozen=True)
 class Reject:
     """Bad input: delete the message, retrying cannot help."""
 
     reason: str
 
 
-Disposition = Ack | Retry | Reject
+Disposition = Ack | Retry | Defer | Reject
 
 
 @dataclass(frozen=True)
@@ -72,9 +90,14 @@ def decide(
         if result is JobOutcome.FAILED:
             return Reject("permanent failure recorded")
         return Ack()
+    # Permanence is the error's class (errors.FAILURES says which failure has which): only a
+    # PermanentError is rejected; anything else, a bug included, is retried.
     if isinstance(result, PermanentError):
         return Reject(str(result) or type(result).__name__)
     reason = f"{type(result).__name__}: {result}"
+    if isinstance(result, ClaimBusyError):
+        # Just past the holder's lease: a small margin for clocks and the write in flight.
+        return Defer(result.retry_after_s + BUSY_MARGIN_S, reason)
     throttled = isinstance(result, ThrottledError)
     delay = policy.delay_s(attempt, rng)
     if isinstance(result, RetryableError) and result.retry_after_s > delay:
@@ -83,13 +106,17 @@ def decide(
 
 
 def combine(dispositions: list[Disposition]) -> Disposition:
-    """One message may carry several records: retry it if any record must be retried.
+    """One message may carry several records: retry it if any record must be retried, else
+    wait if any must wait.
 
     Records that already succeeded are no-ops on redelivery (the ledger skips them).
     """
     retries = [d for d in dispositions if isinstance(d, Retry)]
     if retries:
         return max(retries, key=lambda retry: retry.delay_s)
+    waits = [d for d in dispositions if isinstance(d, Defer)]
+    if waits:
+        return max(waits, key=lambda wait: wait.delay_s)
     rejects = [d for d in dispositions if isinstance(d, Reject)]
     if rejects:
         return Reject("; ".join(r.reason for r in rejects))

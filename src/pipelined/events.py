@@ -13,6 +13,17 @@ from urllib.parse import unquote_plus
 
 from pipelined.errors import PermanentError
 
+SEQUENCER_WIDTH = 64
+
+
+def normalise_sequencer(sequencer: str) -> str:
+    """S3 sequencers compare as hex strings after right-padding the shorter one with zeros.
+
+    Padded and upper-cased here, at parse time, so that everywhere else (the ledger machine)
+    a sequencer is just a string whose order is the order of the versions of one key.
+    """
+    return sequencer.upper().ljust(SEQUENCER_WIDTH, "0")
+
 
 class MalformedMessageError(PermanentError):
     """The message body is not an event this daemon understands."""
@@ -27,7 +38,7 @@ class ObjectEvent:
     size: int | None = None
     etag: str | None = None
     version_id: str | None = None
-    sequencer: str | None = None
+    sequencer: str | None = None  # orders versions of one key as strings (see normalise_sequencer)
     event_name: str = "ObjectCreated"
     event_time: str | None = None
 
@@ -85,7 +96,7 @@ def _parse_s3_record(record: object) -> ParsedRecord:
         size=_optional_int(obj.get("size")),
         etag=_optional_str(obj.get("eTag")),
         version_id=_optional_str(obj.get("versionId")),
-        sequencer=_optional_str(obj.get("sequencer")),
+        sequencer=_optional_sequencer(obj.get("sequencer")),
         event_name=event_name,
         event_time=_optional_str(record.get("eventTime")),
     )
@@ -104,7 +115,7 @@ def _parse_eventbridge(document: dict[str, Any]) -> ParsedRecord:
         size=_optional_int(obj.get("size")),
         etag=_optional_str(obj.get("etag")),
         version_id=_optional_str(obj.get("version-id")),
-        sequencer=_optional_str(obj.get("sequencer")),
+        sequencer=_optional_sequencer(obj.get("sequencer")),
         event_name=f"ObjectCreated:{detail.get('reason', 'EventBridge')}",
         event_time=_optional_str(document.get("time")),
     )
@@ -140,6 +151,11 @@ def _require_str(parent: dict[str, Any], field: str) -> str:
 
 def _optional_str(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def _optional_sequencer(value: object) -> str | None:
+    sequencer = _optional_str(value)
+    return normalise_sequencer(sequencer) if sequencer else None
 
 
 def _optional_int(value: object) -> int | None:

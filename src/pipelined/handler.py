@@ -6,6 +6,7 @@ import random
 
 import structlog
 
+from pipelined import metrics
 from pipelined.consumer import Delivery
 from pipelined.disposition import (
     Ack,
@@ -16,11 +17,15 @@ from pipelined.disposition import (
     combine,
     decide,
 )
+from pipelined.errors import InternalError, PermanentError, PipelinedError, internal_error
 from pipelined.events import IgnoredRecord, MalformedMessageError, ObjectEvent, parse_message
 from pipelined.logs import get_logger
 from pipelined.pipeline import Pipeline
 
 log = get_logger(__name__)
+
+_MACHINE_ERRORS = (OSError, MemoryError)
+"""Not pipelined's errors, not bugs either: the machine failing (a full disk), retried."""
 
 
 class MessageHandler:
@@ -46,10 +51,10 @@ class MessageHandler:
                     log.info("record_ignored", reason=record.reason)
                     dispositions.append(Ack())
                     continue
-                dispositions.append(await self._run(record, delivery.receive_count))
+                dispositions.append(await self._run(record, delivery))
             return combine(dispositions)
 
-    async def _run(self, event: ObjectEvent, attempt: int) -> Disposition:
+    async def _run(self, event: ObjectEvent, delivery: Delivery) -> Disposition:
         with structlog.contextvars.bound_contextvars(bucket=event.bucket, key=event.key):
             if self._pipeline.is_own_output(event):
                 log.info("record_ignored", reason="key is under the output prefix")
@@ -58,6 +63,29 @@ class MessageHandler:
             try:
                 result = await self._pipeline.handle(event)
             except Exception as error:
-                log.warning("job_retryable", error=str(error), error_type=type(error).__name__)
-                result = error
-            return decide(result, attempt, self._backoff, self._rng)
+                result = _logged(error)
+            return decide(result, delivery.receive_count, self._backoff, self._rng)
+
+
+def _logged(error: Exception) -> Exception:
+    """Log the error that ended a job, once; a bug comes back as the InternalError to retry.
+
+    Every layer below lets errors through unlogged, so this is the one line per failure.
+    """
+    if isinstance(error, InternalError):  # from a worker, its traceback formatted there
+        return _logged_internal(error)
+    if isinstance(error, PermanentError):
+        log.warning("job_rejected", error=str(error), error_type=type(error).__name__)
+        return error
+    if isinstance(error, (PipelinedError, *_MACHINE_ERRORS)):
+        log.warning("job_retryable", error=str(error), error_type=type(error).__name__)
+        return error
+    # Not an error anyone raised on purpose: a bug in the daemon's own code, or a library
+    # misbehaving under it. Retried all the same: the DLQ keeps the message for a replay.
+    return _logged_internal(internal_error(error))
+
+
+def _logged_internal(error: InternalError) -> InternalError:
+    metrics.INTERNAL_ERRORS.inc()
+    log.error("internal_error", error=str(error), traceback=error.traceback_text)
+    return error

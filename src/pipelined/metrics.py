@@ -10,12 +10,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, ge
 
 MESSAGES = Counter(
     "pipelined_messages_total",
-    "SQS messages handled, by disposition (ack, retry, reject, released, lost).",
+    "SQS messages handled, by disposition (ack, retry, reject, released, lost), and the waits of"
+    " deliveries that met a live claim (deferred).",
     ["outcome"],
 )
 JOBS = Counter(
     "pipelined_jobs_total",
-    "Object jobs finished, by kind and outcome (processed, failed, skipped, retried).",
+    "Object jobs finished, by kind and outcome (processed, failed, skipped).",
     ["kind", "outcome"],
 )
 PROCESSING_SECONDS = Histogram(
@@ -39,6 +40,12 @@ DELETES = Counter(
 )
 AWS_ERRORS = Counter(
     "pipelined_aws_errors_total", "Failed calls to cloud services, by operation.", ["operation"]
+)
+
+INTERNAL_ERRORS = Counter(
+    "pipelined_internal_errors_total",
+    "Jobs ended by a bug in pipelined's own code (retried, so they reach the dead-letter"
+    " queue); each is logged once as internal_error with its traceback.",
 )
 
 HEALTH_STALL_S = 30.0

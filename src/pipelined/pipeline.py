@@ -1,6 +1,7 @@
 """The data path for one object: claim, download, process, upload, record, notify.
 
 Each cloud role is a small protocol declared here, where it is used; ``aws/`` implements them.
+The ledger is ``pipelined.ledger``: its state machine over the backend's compare-and-set store.
 """
 
 from __future__ import annotations
@@ -24,9 +25,14 @@ from pipelined.errors import (
     LimitExceededError,
     PermanentError,
     PipelinedError,
+    SourceGoneError,
+    SourceOverwrittenError,
     WorkerDiedError,
 )
 from pipelined.events import ObjectEvent
+from pipelined.layout import artifact_prefix
+from pipelined.ledger.machine import Processing, Refusal, Refused
+from pipelined.ledger.store import Hold, Ledger, NotifyGrant, ProcessGrant
 from pipelined.logs import get_logger
 from pipelined.processing import (
     ProcessingOptions,
@@ -57,45 +63,17 @@ class ObjectStore(Protocol):
     async def head(self, bucket: str, key: str, version_id: str | None) -> ObjectInfo: ...
 
     async def download(
-        self, event: ObjectEvent, destination: Path, max_bytes: int
-    ) -> ObjectInfo: ...
+        self, event: ObjectEvent, destination: Path, max_bytes: int, *, current_only: bool = False
+    ) -> ObjectInfo:
+        """Fetch the version ``event`` names; with ``current_only``, only if it is still the
+        object's current version (SourceOverwrittenError otherwise)."""
+        ...
 
     async def upload(self, bucket: str, key: str, source: Path, content_type: str) -> int:
         """Store the file; return its size in bytes."""
         ...
 
     async def presign(self, bucket: str, key: str, ttl_s: int) -> str: ...
-
-
-@dataclass(frozen=True)
-class Claim:
-    """The ledger's answer to "may I process this version?"."""
-
-    granted: bool
-    owner: str
-    attempts: int = 0
-    reason: str = ""  # why not granted: duplicate, stale, busy
-    retry_after_s: float = 0.0  # for busy: until the holder's lease runs out
-    existing: JobRecord | None = None  # the finished record, for a duplicate
-    notified: bool = True
-
-    @property
-    def busy(self) -> bool:
-        return self.reason == "busy"
-
-
-class Ledger(Protocol):
-    async def claim(self, event: ObjectEvent, owner: str, lease_s: int) -> Claim: ...
-
-    async def renew(self, event: ObjectEvent, claim: Claim, lease_s: int) -> None: ...
-
-    async def release(self, event: ObjectEvent, claim: Claim) -> None: ...
-
-    async def complete(self, event: ObjectEvent, claim: Claim, record: JobRecord) -> None: ...
-
-    async def claim_notification(self, event: ObjectEvent, owner: str, lease_s: int) -> bool: ...
-
-    async def mark_notified(self, event: ObjectEvent) -> None: ...
 
 
 class Notifier(Protocol):
@@ -141,44 +119,69 @@ class Pipeline:
         )
 
     async def handle(self, event: ObjectEvent) -> JobOutcome:
-        claim = await self._ledger.claim(event, uuid.uuid4().hex, self._config.claim_lease_s)
-        if not claim.granted:
-            return await self._not_claimed(event, claim)
-        started = time.monotonic()
-        try:
-            async with self._renewing(event, claim):
-                record = await self._produce(event, claim, started)
-            await asyncio.shield(self._ledger.complete(event, claim, record))
-        except BaseException:
-            # Retryable error or shutdown: free the claim so the redelivery need not wait.
-            await asyncio.shield(self._ledger.release(event, claim))
-            raise
-        outcome = JobOutcome.PROCESSED if record.status == "processed" else JobOutcome.FAILED
-        metrics.PROCESSING_SECONDS.labels(record.kind).observe(time.monotonic() - started)
-        metrics.JOBS.labels(record.kind, outcome.value).inc()
-        await self._notify(event, record)
-        log.info("job_finished", status=record.status, kind=record.kind, ms=record.duration_ms)
-        return outcome
+        """Process ``event``, to one record and one notification per object version."""
+        grant = await self._ledger.claim(event, uuid.uuid4().hex)
+        if isinstance(grant, Refused):
+            return self._refused(grant)
+        if isinstance(grant, NotifyGrant):
+            return await self._resend(grant)
+        return await self._process(event, grant)
 
-    async def _not_claimed(self, event: ObjectEvent, claim: Claim) -> JobOutcome:
-        if claim.busy:
+    def _refused(self, refused: Refused) -> JobOutcome:
+        if refused.reason is Refusal.BUSY:
             # Come back when the holder's lease has run out: by then it has finished (and this
             # delivery is a duplicate) or died (and this delivery takes over).
             raise ClaimBusyError(
-                "another consumer holds a live claim on this object version", claim.retry_after_s
+                "another consumer holds a live claim on this object version",
+                refused.retry_after_s,
             )
-        if claim.existing is not None and not claim.notified:
-            # The job finished but its owner died before marking the notification sent: send
-            # it (again, perhaps; it carries the same notification_id), unless another
-            # delivery has already taken that over.
-            lease_s = self._config.claim_lease_s
-            if await self._ledger.claim_notification(event, claim.owner, lease_s):
-                await self._notify(event, claim.existing)
+        return self._skipped(refused.reason.value)
+
+    def _skipped(self, reason: str) -> JobOutcome:
         metrics.JOBS.labels("unknown", "skipped").inc()
-        log.info("job_skipped", reason=claim.reason)
+        log.info("job_skipped", reason=reason)
         return JobOutcome.SKIPPED
 
-    async def _produce(self, event: ObjectEvent, claim: Claim, started: float) -> JobRecord:
+    async def _resend(self, grant: NotifyGrant) -> JobOutcome:
+        """The job finished but its owner died before marking the notification sent: send it
+        (again, perhaps: it carries the same notification_id)."""
+        try:
+            async with self._holding(grant.hold):
+                await self._notify(grant.hold, grant.record)
+        except BaseException:
+            await asyncio.shield(self._ledger.release(grant.hold))
+            raise
+        return self._skipped("duplicate")
+
+    async def _process(self, event: ObjectEvent, grant: ProcessGrant) -> JobOutcome:
+        hold, claim = grant.hold, grant.claim
+        started = time.monotonic()
+        try:
+            async with self._holding(hold):
+                try:
+                    record = await self._produce(event, claim, started)
+                except (SourceOverwrittenError, SourceGoneError) as error:
+                    # The version is not the current one: a newer event covers the object,
+                    # and the record (if any) stays as it is.
+                    await asyncio.shield(self._ledger.abandon(hold))
+                    log.info("version_superseded", reason=str(error))
+                    return self._skipped("stale")
+                # Shielded: a shutdown must not cut the record write in half.
+                await asyncio.shield(self._ledger.complete(hold, record))
+                outcome = _outcome_of(record)
+                metrics.PROCESSING_SECONDS.labels(record.kind).observe(time.monotonic() - started)
+                metrics.JOBS.labels(record.kind, outcome.value).inc()
+                # Still holding: the lease, renewed, keeps a duplicate from publishing too.
+                await self._notify(hold, record)
+        except BaseException as error:
+            # Retryable error or shutdown: free the claim so the redelivery need not wait.
+            died = isinstance(error, WorkerDiedError)
+            await asyncio.shield(self._ledger.release(hold, worker_died=died))
+            raise
+        log.info("job_finished", status=record.status, kind=record.kind, ms=record.duration_ms)
+        return outcome
+
+    async def _produce(self, event: ObjectEvent, claim: Processing, started: float) -> JobRecord:
         """Download, process and upload; bad input becomes a ``failed`` record, not an error."""
         record = JobRecord(
             source=SourceObject(event.bucket, event.key, event.etag, event.size, event.version_id),
@@ -192,7 +195,7 @@ class Pipeline:
         with tempfile.TemporaryDirectory(prefix="pipelined-", dir=self._config.tmp_dir) as work:
             source_path = Path(work) / "source"
             try:
-                info = await self._fetch(event, source_path)
+                info = await self._fetch(event, source_path, claim)
                 record = replace(
                     record,
                     source=replace(record.source, etag=info.etag or event.etag, size=info.size),
@@ -204,34 +207,41 @@ class Pipeline:
                 artifacts = await self._upload(event, result)
                 record = replace(record, artifacts=artifacts, metadata=result.metadata)
             except WorkerDiedError as error:
-                if claim.attempts < WORKER_DEATHS_BEFORE_FAILING:
+                deaths = claim.worker_deaths + 1
+                if deaths < WORKER_DEATHS_BEFORE_FAILING:
                     raise  # perhaps killed from outside: try again
-                reason = f"{error} on each of {claim.attempts} attempts at this file"
-                log.warning("job_failed", reason=reason, error_type=type(error).__name__)
-                record = replace(record, status="failed", error=reason)
+                reason = f"{error}, on each of {deaths} attempts at this file"
+                record = self._failed(record, reason, error)
             except PermanentError as error:
-                log.warning("job_failed", reason=str(error), error_type=type(error).__name__)
-                record = replace(record, status="failed", error=str(error))
+                if _is_stale(error, claim):
+                    raise  # not a failed record: _process drops the claim
+                record = self._failed(record, str(error), error)
         duration_ms = round((time.monotonic() - started) * 1000)
         return replace(record, finished_at=_now_iso(), duration_ms=duration_ms)
 
-    async def _fetch(self, event: ObjectEvent, destination: Path) -> ObjectInfo:
+    @staticmethod
+    def _failed(record: JobRecord, reason: str, error: Exception) -> JobRecord:
+        log.warning("job_failed", reason=reason, error_type=type(error).__name__)
+        return replace(record, status="failed", error=reason)
+
+    async def _fetch(self, event: ObjectEvent, destination: Path, claim: Processing) -> ObjectInfo:
         limit = self._config.max_object_bytes
+        # An event the ledger could not order against the version it knows may only win if
+        # its version is still the current one: anything else is a stale event.
+        current_only = claim.must_be_current
         size = event.size
         if size is None:
-            size = (await self._store.head(event.bucket, event.key, event.version_id)).size
+            version_id = None if current_only else event.version_id
+            size = (await self._store.head(event.bucket, event.key, version_id)).size
         if size > limit:
-            raise LimitExceededError(
-                f"object is {size} bytes, over the max_object_bytes limit of {limit}"
-            )
-        return await self._store.download(event, destination, limit)
+            raise LimitExceededError.of("object_too_large", size=size, limit=limit)
+        return await self._store.download(event, destination, limit, current_only=current_only)
 
     async def _upload(
         self, event: ObjectEvent, result: ProcessResult
     ) -> tuple[StoredArtifact, ...]:
-        prefix = f"{self._config.output_prefix}{event.bucket}/{event.key}/"
+        prefix = artifact_prefix(self._config.output_prefix, event.bucket, event.key, event.version)
         bucket = self._config.output_bucket
-
         sizes = await asyncio.gather(
             *(
                 self._store.upload(bucket, prefix + a.name, Path(a.path), a.content_type)
@@ -250,12 +260,12 @@ class Pipeline:
             for artifact, size in zip(result.artifacts, sizes, strict=True)
         )
 
-    async def _notify(self, event: ObjectEvent, record: JobRecord) -> None:
+    async def _notify(self, hold: Hold, record: JobRecord) -> None:
         if self._config.presign_ttl_s:
             record = replace(record, artifacts=await self._presigned(record.artifacts))
         await self._notifier.publish(record.notification(), record.notification_attributes())
         try:
-            await self._ledger.mark_notified(event)
+            await self._ledger.mark_notified(hold)
         except PipelinedError as error:
             # The notification is out; retrying the message would send it a second time.
             log.warning("notified_mark_failed", error=str(error))
@@ -266,11 +276,12 @@ class Pipeline:
         return tuple(replace(a, url=url) for a, url in zip(artifacts, urls, strict=True))
 
     @asynccontextmanager
-    async def _renewing(self, event: ObjectEvent, claim: Claim) -> AsyncIterator[None]:
-        """Keep the ledger claim alive while the job runs, so no one takes over a live job.
+    async def _holding(self, hold: Hold) -> AsyncIterator[None]:
+        """Keep the ledger lease alive while the job runs and until its notification is marked,
+        so no one takes over live work or publishes a second time.
 
-        If the claim is lost all the same (we were stalled past its lease and someone took
-        over), the job is cancelled and LeaseLostError raised: the new owner does the work.
+        If the lease is lost all the same (we were stalled past it and someone took over, or a
+        newer version did), the job is cancelled and LeaseLostError raised.
         """
         job = asyncio.current_task()
         assert job is not None
@@ -281,7 +292,7 @@ class Pipeline:
             while True:
                 await asyncio.sleep(lease_s / 3)
                 try:
-                    await self._ledger.renew(event, claim, lease_s)
+                    await self._ledger.renew(hold)
                 except LeaseLostError as error:
                     lost.append(error)
                     job.cancel()
@@ -299,6 +310,21 @@ class Pipeline:
         finally:
             renewer.cancel()
             await asyncio.gather(renewer, return_exceptions=True)
+
+
+def _is_stale(error: PermanentError, claim: Processing) -> bool:
+    """Does ``error`` say the claimed version is not the object's current one?
+
+    Overwritten always does. Gone does only for a claim that had to prove its version current:
+    an event that cannot be ordered must never replace a record, not even with "deleted".
+    """
+    if isinstance(error, SourceOverwrittenError):
+        return True
+    return isinstance(error, SourceGoneError) and claim.must_be_current
+
+
+def _outcome_of(record: JobRecord) -> JobOutcome:
+    return JobOutcome.PROCESSED if record.status == "processed" else JobOutcome.FAILED
 
 
 def _read_head(path: Path) -> bytes:

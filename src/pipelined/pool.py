@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import pebble
 
+from pipelined import jobclock
 from pipelined.errors import LimitExceededError, WorkerDiedError
 
 T = TypeVar("T")
@@ -36,6 +37,8 @@ class WorkerPool:
     ) -> None:
         self._timeout_s = timeout_s
         self._memory_mb = memory_mb
+        # One permit per worker, so pebble's own queue stays empty and no job waits unseen.
+        self._free_workers = asyncio.Semaphore(workers)
         # forkserver: workers never inherit the daemon's threads or sockets, and the preloaded
         # server makes starting one (after a crash or a recycle) cheap.
         context = multiprocessing.get_context("forkserver")
@@ -49,24 +52,31 @@ class WorkerPool:
         )
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
-        """Run ``function(*args)`` in a worker; cancelling the call kills a busy worker."""
+        """Run ``function(*args)`` in a worker; cancelling the call kills a busy worker.
+
+        Calls wait for a free worker here, not in pebble's queue: the wait is not the job's
+        own time, so the current job's budget clock is paused for it (see ``jobclock``).
+        """
+        with jobclock.waiting_for_worker():
+            await self._free_workers.acquire()
+        try:
+            return await self._run_in_worker(function, args)
+        finally:
+            self._free_workers.release()
+
+    async def _run_in_worker(self, function: Callable[..., T], args: tuple[Any, ...]) -> T:
         future: concurrent.futures.Future[T] = self._pool.schedule(
             function, args=args, timeout=self._timeout_s
         )
         try:
             return await asyncio.wrap_future(future)
         except concurrent.futures.TimeoutError:
-            raise LimitExceededError(
-                f"processing ran past the job_timeout_s limit of {self._timeout_s:g} s; "
-                "its worker was stopped"
-            ) from None
+            raise LimitExceededError.of("job_timeout", limit_s=f"{self._timeout_s:g}") from None
         except MemoryError:
-            raise LimitExceededError(
-                f"processing needed more than the worker_memory_mb limit of {self._memory_mb} MB"
-            ) from None
+            raise LimitExceededError.of("memory_limit", limit_mb=self._memory_mb) from None
         except pebble.ProcessExpired as error:
             # Killed from outside (the OOM killer, an operator): not the file's fault for sure.
-            raise WorkerDiedError(f"worker process died (exit code {error.exitcode})") from None
+            raise WorkerDiedError.of("worker_died", exit_code=error.exitcode) from None
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Stop the workers; a busy one is killed."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import os
+import stat
+import tempfile
 from typing import Annotated, Literal
 
 from PIL import features
@@ -19,7 +22,13 @@ class Settings(BaseSettings):
     """Configuration from ``PIPELINED_*`` variables and an optional ``.env`` file."""
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+        # "inf" passes every ge/le bound and then breaks what converts it to an int (an infinite
+        # drain crashed the shutdown in sd_notify); no duration here means "forever".
+        allow_inf_nan=False,
     )
 
     # Where the work comes from and where results go.
@@ -38,12 +47,16 @@ class Settings(BaseSettings):
 
     # Leases and timing.
     visibility_timeout_s: int = Field(default=60, ge=2, le=SQS_MAX_VISIBILITY_TIMEOUT_S)
-    wait_time_s: int = Field(default=SQS_MAX_WAIT_TIME_S, ge=0, le=SQS_MAX_WAIT_TIME_S)
+    # 0 turns the long poll into a short one: an idle poller would spin on empty receives.
+    wait_time_s: int = Field(default=SQS_MAX_WAIT_TIME_S, ge=1, le=SQS_MAX_WAIT_TIME_S)
     max_job_time_s: int = Field(default=900, ge=1, le=SQS_MAX_VISIBILITY_TIMEOUT_S)
     job_timeout_s: float = Field(default=300.0, gt=0)
     drain_timeout_s: float = Field(default=30.0, ge=0)
-    claim_lease_s: int = Field(default=120, ge=2)
-    retry_base_delay_s: float = Field(default=5.0, ge=0)
+    # A delivery that meets a live claim is put back for the lease's remaining time, as an SQS
+    # visibility delay, so the lease has the same 12 h bound.
+    claim_lease_s: int = Field(default=120, ge=2, le=SQS_MAX_VISIBILITY_TIMEOUT_S)
+    # 0 doubles to 0: every retry would come back after the 1 s floor, with no backoff at all.
+    retry_base_delay_s: float = Field(default=5.0, gt=0)
     retry_max_delay_s: float = Field(default=900.0, ge=1, le=SQS_MAX_VISIBILITY_TIMEOUT_S)
     delete_flush_s: float = Field(default=0.1, ge=0, le=10)
 
@@ -55,7 +68,8 @@ class Settings(BaseSettings):
     max_frames: int = Field(default=1000, ge=1)
     max_pages: int = Field(default=2000, ge=1)
     presign_ttl_s: int = Field(default=0, ge=0, le=7 * 24 * 3600)
-    tmp_dir: str | None = None
+    # None: the system temporary directory, which is checked too (hence validate_default).
+    tmp_dir: str | None = Field(default=None, validate_default=True)
 
     # botocore reads only AWS_DEFAULT_REGION; accept the AWS_REGION other SDKs and ECS/Lambda set.
     aws_region: str | None = Field(
@@ -93,23 +107,133 @@ class Settings(BaseSettings):
     @classmethod
     def _normalise_prefix(cls, prefix: str) -> str:
         prefix = prefix.strip("/")
-        return f"{prefix}/" if prefix else ""
+        if not prefix:
+            # Every key under the prefix in the output bucket is taken for an artifact and
+            # skipped. With none, an output bucket that is also an input would have every upload
+            # skipped silently, and which buckets are inputs is known only as events arrive.
+            raise ValueError(
+                "must not be empty: the prefix is how pipelined tells its own artifacts from "
+                "uploads in a shared bucket, and without one every upload there would be "
+                "skipped as an artifact"
+            )
+        return f"{prefix}/"
+
+    @field_validator("tmp_dir")
+    @classmethod
+    def _check_tmp_dir(cls, tmp_dir: str | None) -> str | None:
+        # Every job stages its files here: were it unusable, each would fail into the
+        # dead-letter queue while /readyz, which knows nothing of the disk, stays green.
+        problem = _staging_dir_problem(tmp_dir)
+        if problem is not None:
+            raise ValueError(problem)
+        return tmp_dir
 
     @model_validator(mode="after")
     def _check_relations(self) -> Settings:
-        if self.max_job_time_s < self.job_timeout_s:
-            raise ValueError(
-                f"{ENV_PREFIX}MAX_JOB_TIME_S ({self.max_job_time_s}) must be at least "
-                f"{ENV_PREFIX}JOB_TIMEOUT_S ({self.job_timeout_s})"
-            )
-        if self.claim_lease_s < 2 * self.lease_renew_interval_s:
-            raise ValueError(f"{ENV_PREFIX}CLAIM_LEASE_S ({self.claim_lease_s}) is too short")
+        problems = [problem for check in _RELATIONS if (problem := check(self)) is not None]
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @property
     def lease_renew_interval_s(self) -> float:
         """Leases are renewed when a third of them is left, so one failed call is survivable."""
         return max(1.0, self.visibility_timeout_s / 3)
+
+
+def _job_fits_in_max_job_time(settings: Settings) -> str | None:
+    if settings.max_job_time_s >= settings.job_timeout_s:
+        return None
+    return (
+        f"{ENV_PREFIX}MAX_JOB_TIME_S ({settings.max_job_time_s}) must be at least "
+        f"{ENV_PREFIX}JOB_TIMEOUT_S ({settings.job_timeout_s})"
+    )
+
+
+def _leases_end_within_sqs_limit(settings: Settings) -> str | None:
+    """The lease keeper extends a lease, by VISIBILITY_TIMEOUT_S each time, until MAX_JOB_TIME_S
+    has passed: the last extension runs out up to their sum after the receive. SQS refuses to
+    extend past 12 h since the receive, and the job would be cancelled as having lost its lease.
+
+    DRAIN_TIMEOUT_S adds nothing: the keeper goes on stopping at MAX_JOB_TIME_S while the daemon
+    drains, and what is left at the end is released, not extended.
+    """
+    horizon = settings.max_job_time_s + settings.visibility_timeout_s
+    if horizon <= SQS_MAX_VISIBILITY_TIMEOUT_S:
+        return None
+    return (
+        f"{ENV_PREFIX}MAX_JOB_TIME_S ({settings.max_job_time_s}) + "
+        f"{ENV_PREFIX}VISIBILITY_TIMEOUT_S ({settings.visibility_timeout_s}) is {horizon} s, "
+        f"over SQS's {SQS_MAX_VISIBILITY_TIMEOUT_S // 3600} h ({SQS_MAX_VISIBILITY_TIMEOUT_S} s) "
+        "limit on a message's visibility since its receive: the last lease extensions would fail"
+    )
+
+
+def _retry_delays_are_ordered(settings: Settings) -> str | None:
+    # The backoff doubles from the base and is cut at the maximum: a base above it means the
+    # backoff never grows, which is never what was meant.
+    if settings.retry_base_delay_s <= settings.retry_max_delay_s:
+        return None
+    return (
+        f"{ENV_PREFIX}RETRY_BASE_DELAY_S ({settings.retry_base_delay_s:g}) must be at most "
+        f"{ENV_PREFIX}RETRY_MAX_DELAY_S ({settings.retry_max_delay_s:g})"
+    )
+
+
+def _claim_outlives_renewals(settings: Settings) -> str | None:
+    shortest = math.ceil(2 * settings.lease_renew_interval_s)
+    if settings.claim_lease_s >= shortest:
+        return None
+    return (
+        f"{ENV_PREFIX}CLAIM_LEASE_S ({settings.claim_lease_s}) must be at least {shortest} s, "
+        f"twice the lease renewal interval (a third of {ENV_PREFIX}VISIBILITY_TIMEOUT_S, "
+        f"{settings.visibility_timeout_s})"
+    )
+
+
+_RELATIONS = (
+    _job_fits_in_max_job_time,
+    _leases_end_within_sqs_limit,
+    _retry_delays_are_ordered,
+    _claim_outlives_renewals,
+)
+
+
+def _staging_dir_problem(tmp_dir: str | None) -> str | None:
+    """What is wrong with where jobs stage files (``tmp_dir``, or the system's), or None."""
+    if tmp_dir == "":
+        return "is empty; unset it to use the system temporary directory"
+    if tmp_dir is not None:
+        return _directory_problem(tmp_dir)
+    try:
+        # What tempfile, and so every job, falls back to; it may itself find none usable.
+        system_dir = tempfile.gettempdir()
+    except OSError as error:
+        return f"is unset and no system temporary directory is usable: {error}"
+    problem = _directory_problem(system_dir)
+    return None if problem is None else f"is unset and the system temporary directory {problem}"
+
+
+def _directory_problem(path: str) -> str | None:
+    """Why no file can be created in ``path``, or None.
+
+    A file is really created (and removed): os.access says yes to root whatever the mode, and
+    on a read-only mount. Paths are quoted with repr() so the message stays on one line.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return f"{path!r} does not exist"
+    except OSError as error:
+        return f"{path!r} cannot be reached: {error.strerror or error}"
+    if not stat.S_ISDIR(mode):
+        return f"{path!r} is not a directory"
+    try:
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".pipelined-probe-"):
+            pass
+    except OSError as error:  # even ENOENT here (procfs says so) means "cannot create"
+        return f"{path!r} is not writable: {error.strerror or error}"
+    return None
 
 
 def load_settings(**overrides: object) -> Settings:

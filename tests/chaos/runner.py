@@ -18,6 +18,7 @@ Used by ``tests/chaos/test_chaos_short.py`` (short form, in ``make test``) and b
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import signal
@@ -34,6 +35,7 @@ from statistics import median
 from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote_plus
 
+from pipelined.layout import artifact_prefix
 from pipelined.local import LocalStack, emulator, provision
 from tests.faults.daemon import (
     Daemon,
@@ -595,9 +597,12 @@ def _audit(
 
 
 def _expected_artifacts(stack: LocalStack, item: Upload) -> set[str]:
-    """Artifact keys are deterministic: {prefix}{bucket}/{key}/{name}."""
+    """Artifact keys are deterministic: {prefix}{bucket}/{key}/{version}/{name}, the version
+    of an unversioned bucket's object being its ETag (the MD5 of a single PUT's body)."""
     names = {"image": THUMBNAIL_NAMES, "pdf": PDF_NAMES}.get(item.kind, ())
-    return {f"{OUTPUT_PREFIX}{stack.input_bucket}/{item.key}/{name}" for name in names}
+    version = hashlib.md5(item.body).hexdigest()
+    folder = artifact_prefix(OUTPUT_PREFIX, stack.input_bucket, item.key, version)
+    return {folder + name for name in names}
 
 
 def _queued_keys(stack: LocalStack, queue_url: str) -> Counter[str]:
@@ -651,7 +656,7 @@ def _resend_cause(events: list[dict[str, Any]], finished_at: str) -> str:
     )
     if "sns.Publish" in errors:
         return "publish answer lost, published again"
-    if "dynamodb.UpdateItem" in errors or any(
+    if "dynamodb.PutItem" in errors or any(
         e.get("event") == "notified_mark_failed" for e in events
     ):
         return "mark-notified write failed after publish"

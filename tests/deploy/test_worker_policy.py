@@ -38,7 +38,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from pipelined import samples
-from pipelined.aws.ledger import item_key
+from pipelined.aws.ledger import item_key, item_to_dynamo
+from pipelined.ledger.document import to_document
+from pipelined.ledger.machine import ObjectState, Processing, Version
 from pipelined.local import (
     REGION,
     Credentials,
@@ -262,8 +264,9 @@ def test_the_daemon_processes_files_with_only_the_worker_policy(
         Upload("iam/held.png", samples.transparent_png(320, 240), "processed", "image"),
     ]
     held = uploads[-1]
-    # Another consumer's live claim on one of them: the daemon reads it (GetItem), puts the
-    # message back until the lease runs out (ChangeMessageVisibility), then takes it over.
+    # Another consumer's live claim on one of them: the daemon's claim write is refused and
+    # returns the item (PutItem), the message goes back until the lease runs out
+    # (ChangeMessageVisibility), then the daemon takes the claim over.
     hold_claim(stack, held, lease_s=3)
     watcher = Watcher(stack)
     daemon = Daemon(
@@ -304,17 +307,11 @@ def test_the_daemon_processes_files_with_only_the_worker_policy(
 def hold_claim(stack: LocalStack, upload: Upload, lease_s: float) -> None:
     """Write the ledger item another consumer would hold while processing ``upload``."""
     now = time.time()
-    stack.client("dynamodb").put_item(
-        TableName=stack.table,
-        Item={
-            "pk": {"S": item_key(stack.input_bucket, upload.key)},
-            "status": {"S": "processing"},
-            "owner": {"S": "another-consumer"},
-            "version": {"S": hashlib.md5(upload.body).hexdigest()},  # the etag of one PUT
-            "lease_expires_at": {"N": str(round(now + lease_s, 3))},
-            "attempts": {"N": "1"},
-            "bucket": {"S": stack.input_bucket},
-            "object_key": {"S": upload.key},
-            "notified": {"BOOL": False},
-        },
+    claim = Processing(
+        version=Version(hashlib.md5(upload.body).hexdigest()),  # the etag of one PUT
+        owner="another-consumer",
+        lease_expires_at=now + lease_s,
     )
+    document = to_document(ObjectState(processing=claim), stack.input_bucket, upload.key)
+    document.update(pk=item_key(stack.input_bucket, upload.key), rev=1)
+    stack.client("dynamodb").put_item(TableName=stack.table, Item=item_to_dynamo(document))

@@ -9,13 +9,16 @@ before the fix.
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
+from pipelined import samples
 from pipelined.local import LocalStack, free_port
 from tests.faults.daemon import (
     Daemon,
@@ -23,6 +26,7 @@ from tests.faults.daemon import (
     Watcher,
     ledger,
     make_uploads,
+    object_keys,
     upload,
     wait_until,
 )
@@ -31,8 +35,12 @@ from tests.integration.helpers import queue_counts
 
 pytestmark = pytest.mark.timeout(90)
 
-# The one UpdateItem that records "the notification went out" (see ledger.mark_notified).
-MARK_NOTIFIED = "SET #notified = :true"
+# Ledger writes are PutItems of the whole document (pipelined.ledger.document). In these
+# single-version tests, the only one that says the notification went out is mark-notified,
+# and the only ones that name a notifier are the owner's completion and a take-over of the
+# notification: the markers below pick them out of a request body.
+MARK_NOTIFIED = '"notified": {"BOOL": true}'
+NOTIFIER = '"notifier": {"S": '
 
 
 @pytest.fixture
@@ -106,7 +114,7 @@ def test_throttled_ledger_writes_and_downloads_still_process_everything_once(
     # Half of the ledger's writes (claim, renew, complete, mark-notified) and half of the
     # downloads are throttled for 6 s.
     daemon = daemons.start()
-    proxy.add(throttle("dynamodb", "UpdateItem", probability=0.5, duration_s=6))
+    proxy.add(throttle("dynamodb", "PutItem", probability=0.5, duration_s=6))
     proxy.add(throttle("s3", "GetObject", probability=0.5, duration_s=6))
     uploads = make_uploads(8, prefix="throttled/")
     upload(stack, uploads)
@@ -127,13 +135,13 @@ def test_a_failed_mark_notified_write_does_not_notify_twice(
 ) -> None:
     # The notification is out when the write that records it fails. Retrying the message used
     # to publish it again (no crash involved); the failure is now logged and the message
-    # acknowledged. TransactionConflictException is a real UpdateItem error that botocore does
+    # acknowledged. TransactionConflictException is a real PutItem error that botocore does
     # not retry; five throttles in a row (the daemon's 5 attempts) end the same way, slower.
     proxy.add(
         Rule(
             action="error",
             service="dynamodb",
-            operation="UpdateItem",
+            operation="PutItem",
             body_contains=MARK_NOTIFIED,
             code="TransactionConflictException",
             count=1,
@@ -204,13 +212,13 @@ def test_a_daemon_killed_mid_batch_is_finished_by_another(
     watcher = Watcher(stack)
 
     def claimed_unfinished() -> list[str]:
-        return [k for k, item in ledger(stack).items() if item["status"] == "processing"]
+        return [k for k, item in ledger(stack).items() if "claim" in item]
 
     assert wait_until(lambda: len(claimed_unfinished()) >= 2, timeout_s=30)
     first.kill()  # no drain, no release: its messages and claims must time out
     orphaned = claimed_unfinished()
     assert orphaned, "the kill came mid-batch"
-    done = sum(item["status"] == "processed" for item in ledger(stack).values())
+    done = sum(item.get("status") == "processed" for item in ledger(stack).values())
     print(f"killed holding {len(orphaned)} claims, {done} of {len(uploads)} already done")
     proxy.remove(slow)
 
@@ -286,6 +294,31 @@ def test_a_duplicate_racing_the_owners_mark_notified_does_not_notify_twice(
     assert_exactly_once(stack, watcher, uploads)
 
 
+def test_a_slow_publish_keeps_its_lease_so_a_duplicate_does_not_publish_too(
+    stack: LocalStack, proxy: ThreadedFaultProxy, daemons: Daemons
+) -> None:
+    # Hole h. The owner's lease was not renewed after it recorded the job, so a publish slower
+    # than the lease (presigning, SNS retries) let a duplicate delivery find the lease run out,
+    # take the notification over and publish it as well. The lease is now renewed until the
+    # notification is marked sent.
+    proxy.add(Rule(action="delay", service="sns", operation="Publish", delay_s=6, count=1))
+    uploads = make_uploads(1, prefix="slow-publish/")
+    upload(stack, uploads)
+    [body] = s3_event_bodies(stack, 1)
+    sqs = stack.client("sqs")
+    sqs.send_message(QueueUrl=stack.queue_url, MessageBody=body)
+    daemons.start(claim_lease_s="4")
+    key = uploads[0].key
+    assert wait_until(lambda: ledger(stack).get(key, {}).get("status") == "processed", 20)
+    time.sleep(4.5)  # past the lease taken at completion: the publish is still held
+    sqs.send_message(QueueUrl=stack.queue_url, MessageBody=body)  # S3 sent it twice
+    watcher = Watcher(stack)
+    assert watcher.wait_for_keys([key], timeout_s=20)
+    assert wait_until(lambda: queue_counts(stack) == (0, 0), timeout_s=30)
+    watcher.settle(quiet_s=3)
+    assert_exactly_once(stack, watcher, uploads)
+
+
 def test_a_crash_between_publish_and_mark_notified_resends_with_the_same_id(
     stack: LocalStack, proxy: ThreadedFaultProxy, daemons: Daemons
 ) -> None:
@@ -310,6 +343,169 @@ def test_a_crash_between_publish_and_mark_notified_resends_with_the_same_id(
     assert queue_counts(stack) == (0, 0)
 
 
+def test_a_lost_reply_to_the_notification_take_over_still_notifies(
+    stack: LocalStack, proxy: ThreadedFaultProxy, daemons: Daemons
+) -> None:
+    # The owner dies between publish and mark; the next delivery takes the notification over.
+    # That write is applied but its answer is cut, and botocore sends it again. The resend's
+    # condition fails: the old code took that for "someone else has it", skipped and deleted
+    # the message, and the notification stayed unmarked with nobody left to send it.
+    proxy.add(Rule(action="blackhole", service="dynamodb", body_contains=MARK_NOTIFIED))
+    first = daemons.start()
+    uploads = make_uploads(1, prefix="lost-reply/")
+    upload(stack, uploads)
+    watcher = Watcher(stack)
+    assert watcher.wait_for_keys([uploads[0].key], timeout_s=30)
+    assert wait_until(lambda: proxy.stats().held >= 1, timeout_s=10)
+    first.kill()
+    proxy.clear()
+    proxy.add(Rule(action="reset_after", service="dynamodb", body_contains=NOTIFIER, count=1))
+    daemons.start()
+    key = uploads[0].key
+    assert wait_until(lambda: ledger(stack)[key].get("notified") is True, timeout_s=30)
+    assert wait_until(lambda: queue_counts(stack) == (0, 0), timeout_s=15)
+    watcher.settle(quiet_s=2)
+    assert proxy.stats().injected_count("reset_after") == 1
+    [sent] = watcher.by_key().values()
+    assert len(sent) == 2, "re-sent once, by the delivery that took the notification over"
+    assert sent[0].notification_id == sent[1].notification_id
+
+
+def test_an_overwrite_mid_job_and_a_stale_event_leave_the_newer_version_intact(
+    stack: LocalStack, proxy: ThreadedFaultProxy, daemons: Daemons
+) -> None:
+    # Holes a and c. Version A's artifact uploads are held up (a large upload, say) while the
+    # key is overwritten with B, which is processed and notified meanwhile. A's late uploads
+    # then landed on B's artifact keys, because the keys did not name the version. And a stale
+    # event for A sent by hand afterwards (no sequencer, as emulators and replays send) claimed
+    # the item, failed its download with 412, and replaced B's record with "failed".
+    key = "overwritten/photo.png"
+    artifacts_of_a = rf"^/{stack.output_bucket}/pipelined/.*overwritten/photo\.png/"
+    held = Rule(action="delay", service="s3", method="PUT", path_regex=artifacts_of_a, delay_s=6)
+    proxy.add(held)
+    daemons.start(max_inflight="4", workers="2")
+    s3 = stack.client("s3")
+    s3.put_object(Bucket=stack.input_bucket, Key=key, Body=samples.transparent_png(800, 600))
+    etag_of_a = s3.head_object(Bucket=stack.input_bucket, Key=key)["ETag"].strip('"')
+    assert wait_until(lambda: held.fired >= 1, timeout_s=20), "A's uploads are held"
+    proxy.remove(held.id)  # B's uploads go through at once
+    s3.put_object(Bucket=stack.input_bucket, Key=key, Body=samples.transparent_png(600, 800))
+    watcher = Watcher(stack)
+    assert watcher.wait_for_keys([key], timeout_s=30)  # B, while A's uploads are still held
+    time.sleep(7)  # A's uploads land, its record write is refused
+    stack.client("sqs").send_message(
+        QueueUrl=stack.queue_url, MessageBody=json.dumps(hand_made_event(stack, key, etag_of_a))
+    )
+    assert wait_until(lambda: queue_counts(stack) == (0, 0), timeout_s=30)
+    watcher.settle(quiet_s=2)
+
+    etag_of_b = s3.head_object(Bucket=stack.input_bucket, Key=key)["ETag"].strip('"')
+    item = ledger(stack)[key]
+    assert (item["status"], item.get("error"), item["version"]) == ("processed", None, etag_of_b)
+    assert "claim" not in item
+    # The emulator's events carry one fixed sequencer, so B cannot be ordered after A: A's job
+    # may finish and be notified before B's; on S3, B takes the claim over and A's record write
+    # is refused. Either way: each version notified once at most, B's for certain, and every
+    # notification names keys that hold its own version's output.
+    sent = watcher.by_key()[key]
+    versions = [notification.body["source"]["etag"] for notification in sent]
+    assert sorted(versions) == sorted(set(versions)), "one notification per version"
+    assert etag_of_b in versions
+    landscape = {etag_of_a: True, etag_of_b: False}
+    for notification in sent:
+        etag = notification.body["source"]["etag"]
+        assert notification.body["status"] == "processed"
+        for artifact in notification.body["artifacts"]:
+            stored = s3.get_object(Bucket=artifact["bucket"], Key=artifact["key"])["Body"].read()
+            with Image.open(io.BytesIO(stored)) as thumbnail:
+                is_landscape = thumbnail.width > thumbnail.height
+            assert is_landscape == landscape[etag], f"{artifact['key']} holds {etag}'s output"
+    named = {artifact["key"] for artifact in item["artifacts"]}
+    assert named == {
+        a["key"] for n in sent if n.body["source"]["etag"] == etag_of_b for a in n.body["artifacts"]
+    }
+
+
+def test_with_s3_sequencers_a_newer_version_takes_over_and_the_late_owner_writes_apart(
+    stack: LocalStack, proxy: ThreadedFaultProxy, daemons: Daemons
+) -> None:
+    # Hole a as S3 itself orders it: events carry increasing sequencers, so B's event takes
+    # the claim from A's owner mid-job. A's late uploads must land apart from B's artifacts,
+    # A's record write is refused, and only B is notified.
+    s3, sqs = stack.client("s3"), stack.client("sqs")
+    # The events are sent by hand, with S3's sequencers (the emulator's are all the same).
+    s3.put_bucket_notification_configuration(
+        Bucket=stack.input_bucket, NotificationConfiguration={}
+    )
+    key = "sequenced/photo.png"
+    held = Rule(
+        action="delay",
+        service="s3",
+        method="PUT",
+        path_regex=rf"^/{stack.output_bucket}/pipelined/.*sequenced/photo\.png/",
+        delay_s=6,
+    )
+    proxy.add(held)
+    # A long claim lease: A's owner renews (and finds its claim gone) only every 20 s, long
+    # after its held uploads have landed.
+    daemons.start(max_inflight="4", workers="2", claim_lease_s="60")
+    s3.put_object(Bucket=stack.input_bucket, Key=key, Body=samples.transparent_png(800, 600))
+    etag_of_a = s3.head_object(Bucket=stack.input_bucket, Key=key)["ETag"].strip('"')
+    send = lambda body: sqs.send_message(QueueUrl=stack.queue_url, MessageBody=json.dumps(body))  # noqa: E731
+    send(hand_made_event(stack, key, etag_of_a, sequencer="0055AED6DCD90281E5"))
+    assert wait_until(lambda: held.fired >= 1, timeout_s=20), "A's uploads are held"
+    proxy.remove(held.id)
+    s3.put_object(Bucket=stack.input_bucket, Key=key, Body=samples.transparent_png(600, 800))
+    etag_of_b = s3.head_object(Bucket=stack.input_bucket, Key=key)["ETag"].strip('"')
+    send(hand_made_event(stack, key, etag_of_b, sequencer="0055AED6DCD90281F0"))
+    watcher = Watcher(stack)
+    assert watcher.wait_for_keys([key], timeout_s=30)
+    assert wait_until(lambda: queue_counts(stack) == (0, 0), timeout_s=30)  # A's retry: stale
+    watcher.settle(quiet_s=2)
+
+    [notification] = watcher.by_key()[key]
+    assert notification.body["source"]["etag"] == etag_of_b
+    item = ledger(stack)[key]
+    assert (item["status"], item["version"]) == ("processed", etag_of_b)
+    assert wait_until(lambda: held.fired >= 2, timeout_s=10)
+    time.sleep(7)  # A's held uploads have landed
+    for artifact in notification.body["artifacts"]:
+        stored = s3.get_object(Bucket=artifact["bucket"], Key=artifact["key"])["Body"].read()
+        with Image.open(io.BytesIO(stored)) as thumbnail:
+            assert thumbnail.width < thumbnail.height, f"{artifact['key']} holds A's output"
+    for version, landscape in ((etag_of_a, True), (etag_of_b, False)):
+        folder = f"pipelined/{stack.input_bucket}/{key}/{version}/"
+        keys = object_keys(stack, stack.output_bucket, folder)
+        assert keys, f"no artifacts of {version}"
+        for artifact_key in keys:
+            stored = s3.get_object(Bucket=stack.output_bucket, Key=artifact_key)["Body"].read()
+            with Image.open(io.BytesIO(stored)) as thumbnail:
+                assert (thumbnail.width > thumbnail.height) == landscape, artifact_key
+    assert {a["key"] for a in item["artifacts"]} == {
+        a["key"] for a in notification.body["artifacts"]
+    }
+    assert all(f"/{etag_of_b}/" in a["key"] for a in item["artifacts"])
+
+
+def hand_made_event(
+    stack: LocalStack, key: str, etag: str, sequencer: str | None = None
+) -> dict[str, object]:
+    """An S3 event for ``key`` as a replay tool would write it: no version, and a sequencer
+    only if given."""
+    obj: dict[str, str] = {"key": key, "eTag": etag}
+    if sequencer is not None:
+        obj["sequencer"] = sequencer
+    return {
+        "Records": [
+            {
+                "eventSource": "aws:s3",
+                "eventName": "ObjectCreated:Put",
+                "s3": {"bucket": {"name": stack.input_bucket}, "object": obj},
+            }
+        ]
+    }
+
+
 def test_a_crash_does_not_dead_letter_the_messages_it_held(
     stack: LocalStack, proxy: ThreadedFaultProxy, daemons: Daemons
 ) -> None:
@@ -329,14 +525,14 @@ def test_a_crash_does_not_dead_letter_the_messages_it_held(
     uploads = make_uploads(1, prefix="crash/")
     upload(stack, uploads)
     key = uploads[0].key
-    assert wait_until(lambda: ledger(stack).get(key, {}).get("status") == "processing", 20)
+    assert wait_until(lambda: "claim" in ledger(stack).get(key, {}), 20)
     first.kill()
     proxy.remove(slow)
     daemons.start(**settings)
 
     def settled() -> bool:
         dead = queue_counts(stack, stack.dead_letter_queue_url) != (0, 0)
-        return dead or ledger(stack)[key]["status"] == "processed"
+        return dead or ledger(stack)[key].get("status") == "processed"
 
     assert wait_until(settled, timeout_s=30)
     assert queue_counts(stack, stack.dead_letter_queue_url) == (0, 0), "dead-lettered"

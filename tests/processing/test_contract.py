@@ -114,7 +114,7 @@ def test_an_unexpected_library_error_is_a_permanent_failure_naming_it(
 
     monkeypatch.setattr(dispatch, "process_pdf", broken)
     with pytest.raises(
-        CorruptFileError, match=r"^PDF could not be processed \(KeyError: '/Kids'\)$"
+        CorruptFileError, match=r"^corrupt PDF: could not be decoded \(KeyError: '/Kids'\)$"
     ):
         run(tmp_path, samples.text_pdf(["x"]))
 

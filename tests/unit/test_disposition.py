@@ -3,9 +3,11 @@ import random
 
 import pytest
 
+from pipelined import errors
 from pipelined.disposition import (
     Ack,
     BackoffPolicy,
+    Defer,
     JobOutcome,
     Reject,
     Retry,
@@ -37,6 +39,16 @@ def test_transient_and_unknown_errors_are_retried(error: Exception) -> None:
     assert type(error).__name__ in disposition.reason
 
 
+def test_an_internal_error_is_retried_never_rejected() -> None:
+    """A bug of ours must reach the dead-letter queue, to be replayed once it is fixed."""
+    error = errors.InternalError("internal error in pipelined: TypeError: x", "Traceback ...")
+    for attempt in (1, 5, 50):
+        disposition = decide(error, attempt, POLICY, random.Random(1))
+        assert isinstance(disposition, Retry)
+        assert disposition.reason == "InternalError: internal error in pipelined: TypeError: x"
+        assert not disposition.throttled
+
+
 def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
     rng = random.Random(7)
     for attempt, ceiling in [(1, 5), (2, 10), (3, 20), (4, 40), (10, 300), (50, 300)]:
@@ -49,15 +61,22 @@ def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
 
 def test_a_message_is_retried_if_any_record_must_be() -> None:
     assert combine([Ack(), Retry(10, "a"), Retry(30, "b"), Reject("c")]) == Retry(30, "b")
+    assert combine([Defer(50, "busy"), Retry(10, "a")]) == Retry(10, "a")
+    assert combine([Ack(), Defer(5, "x"), Defer(9, "y"), Reject("c")]) == Defer(9, "y")
     assert combine([Ack(), Reject("bad")]) == Reject("bad")
     assert combine([Ack(), Ack()]) == Ack()
 
 
-def test_a_busy_claim_is_retried_no_sooner_than_its_holder_can_finish() -> None:
-    disposition = decide(ClaimBusyError("busy", retry_after_s=42.3), 1, POLICY, random.Random(1))
-    assert isinstance(disposition, Retry)
-    assert disposition.delay_s == 44
-    assert not disposition.throttled
+@pytest.mark.parametrize("attempt", [1, 2, 5, 50])
+def test_a_busy_claim_waits_just_past_its_lease_keeping_the_message(attempt: int) -> None:
+    """Hole g: never a Retry, which would spend a receive per lease until the DLQ."""
+    disposition = decide(
+        ClaimBusyError("busy", retry_after_s=42.3), attempt, POLICY, random.Random(1)
+    )
+    assert disposition == Defer(43.3, "ClaimBusyError: busy")
+
+
+def test_throttling_is_marked_for_the_concurrency_limit() -> None:
     throttled = decide(ThrottledError("slow"), 1, POLICY, random.Random(1))
     assert isinstance(throttled, Retry)
     assert throttled.throttled

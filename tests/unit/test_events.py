@@ -2,7 +2,14 @@ import json
 
 import pytest
 
-from pipelined.events import IgnoredRecord, MalformedMessageError, ObjectEvent, parse_message
+from pipelined.events import (
+    SEQUENCER_WIDTH,
+    IgnoredRecord,
+    MalformedMessageError,
+    ObjectEvent,
+    normalise_sequencer,
+    parse_message,
+)
 
 
 def s3_record(key: str, event_name: str = "ObjectCreated:Put", **obj: object) -> dict[str, object]:
@@ -65,7 +72,7 @@ def test_direct_s3_keys_are_url_decoded(encoded: str, decoded: str) -> None:
         "uploads",
         1234,
         "abc123",
-        "0A1B",
+        normalise_sequencer("0A1B"),
     )
 
 
@@ -90,7 +97,7 @@ def test_eventbridge_keys_are_taken_as_they_are() -> None:
         size=99,
         etag="e1",
         version_id="v1",
-        sequencer="00AB",
+        sequencer="00AB".ljust(SEQUENCER_WIDTH, "0"),
         event_name="ObjectCreated:PutObject",
         event_time="2026-11-28T05:00:00Z",
     )
@@ -134,3 +141,10 @@ def test_test_events_and_removals_are_ignored(body: str) -> None:
 def test_malformed_bodies_raise_with_a_reason(body: str, reason: str) -> None:
     with pytest.raises(MalformedMessageError, match=reason):
         parse_message(body)
+
+
+def test_sequencers_compare_as_strings_once_parsed() -> None:
+    # From S3's documentation: compare as hex strings after right-padding the shorter with
+    # zeros. The parser pads them, so the ledger compares plain strings.
+    assert normalise_sequencer("0055AED6DCD90281E5") > normalise_sequencer("0055AED6DCD9028")
+    assert normalise_sequencer("00a1") == normalise_sequencer("00A100")

@@ -7,22 +7,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipelined.aws.errors import translated
-from pipelined.errors import LimitExceededError
+from pipelined.errors import LimitExceededError, SourceOverwrittenError
 from pipelined.events import ObjectEvent
 from pipelined.pipeline import ObjectInfo
 
 if TYPE_CHECKING:
+    from aiobotocore.response import StreamingBody
     from types_aiobotocore_s3 import S3Client
 
 CHUNK_BYTES = 1024 * 1024
-
-_GONE = {
-    "NoSuchKey": "the source object no longer exists",
-    "404": "the source object no longer exists",
-    "NoSuchVersion": "the source object version no longer exists",
-    "PreconditionFailed": "the object was overwritten after this event; a newer event covers it",
-    "412": "the object was overwritten after this event; a newer event covers it",
-}
 
 
 class S3Store:
@@ -31,7 +24,7 @@ class S3Store:
 
     async def head(self, bucket: str, key: str, version_id: str | None) -> ObjectInfo:
         extra: dict[str, Any] = {"VersionId": version_id} if version_id else {}
-        with translated("s3.HeadObject", permanent=_GONE):
+        with translated("s3.HeadObject", source_object=True):
             response = await self._client.head_object(Bucket=bucket, Key=key, **extra)
         return ObjectInfo(
             size=response["ContentLength"],
@@ -39,32 +32,25 @@ class S3Store:
             content_type=response.get("ContentType"),
         )
 
-    async def download(self, event: ObjectEvent, destination: Path, max_bytes: int) -> ObjectInfo:
-        """Stream the exact version the event names to ``destination``, never past max_bytes."""
-        extra: dict[str, Any] = {}
-        if event.version_id:
-            extra["VersionId"] = event.version_id
-        elif event.etag:
-            extra["IfMatch"] = f'"{_unquote(event.etag)}"'
-        with translated("s3.GetObject", permanent=_GONE):
-            response = await self._client.get_object(Bucket=event.bucket, Key=event.key, **extra)
-            size = response["ContentLength"]
-            if size > max_bytes:
-                response["Body"].close()
-                raise LimitExceededError(
-                    f"object is {size} bytes, over the max_object_bytes limit of {max_bytes}"
-                )
-            written = 0
+    async def download(
+        self, event: ObjectEvent, destination: Path, max_bytes: int, *, current_only: bool = False
+    ) -> ObjectInfo:
+        """Stream the version the event names to ``destination``, never past max_bytes.
+
+        With ``current_only``, read the object's current version, and only if it is still
+        the one the event names (SourceOverwrittenError otherwise).
+        """
+        condition = _read_condition(event, current_only=current_only)
+        with translated("s3.GetObject", source_object=True):
+            response = await self._client.get_object(
+                Bucket=event.bucket, Key=event.key, **condition
+            )
             body = response["Body"]
             try:
-                with destination.open("wb") as file:
-                    async for chunk in body.iter_chunks(CHUNK_BYTES):
-                        written += len(chunk)
-                        if written > max_bytes:  # the length header lied
-                            raise LimitExceededError(
-                                f"object exceeds the max_object_bytes limit of {max_bytes}"
-                            )
-                        file.write(chunk)
+                if current_only:
+                    _check_current(event, response.get("VersionId"))
+                _check_size(response["ContentLength"], max_bytes)
+                written = await _stream(body, destination, max_bytes)
             finally:
                 body.close()
         return ObjectInfo(
@@ -85,6 +71,44 @@ class S3Store:
             "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=ttl_s
         )
         return url
+
+
+def _read_condition(event: ObjectEvent, *, current_only: bool) -> dict[str, Any]:
+    """GetObject parameters that make S3 return the event's version or refuse.
+
+    A version id names the bytes exactly. Without one (or when only the current version may
+    be read) If-Match on the event's etag makes S3 answer 412 for content written since.
+    """
+    if event.version_id and not current_only:
+        return {"VersionId": event.version_id}
+    if event.etag:
+        return {"IfMatch": f'"{_unquote(event.etag)}"'}
+    return {}
+
+
+def _check_current(event: ObjectEvent, current_version_id: str | None) -> None:
+    # The same bytes uploaded again pass If-Match, but are a newer version all the same.
+    if event.version_id and current_version_id != event.version_id:
+        raise SourceOverwrittenError.of("source_overwritten")
+
+
+def _check_size(size: int, max_bytes: int) -> None:
+    if size > max_bytes:
+        raise LimitExceededError.of("object_too_large", size=size, limit=max_bytes)
+
+
+async def _stream(body: StreamingBody, destination: Path, max_bytes: int) -> int:
+    """Write body to destination; the number of bytes written."""
+    written = 0
+    with destination.open("wb") as file:
+        async for chunk in body.iter_chunks(CHUNK_BYTES):
+            written += len(chunk)
+            if written > max_bytes:  # the length header lied
+                raise LimitExceededError.of(
+                    "object_too_large", size=f"at least {written}", limit=max_bytes
+                )
+            file.write(chunk)
+    return written
 
 
 def _unquote(etag: str | None) -> str | None:

@@ -1,0 +1,14 @@
+"""Where artifacts are written: one place for the key layout."""
+
+from __future__ import annotations
+
+
+def artifact_prefix(output_prefix: str, bucket: str, key: str, version: str) -> str:
+    """``{output_prefix}{bucket}/{key}/{version}/``: the folder of one source version.
+
+    Naming the version keeps every version's artifacts apart, so a consumer still working on a
+    superseded version can only ever write that version's keys: the keys a newer record (or its
+    notification) names always hold that newer version's output. A retry of the same version
+    writes the same keys again, never new ones.
+    """
+    return f"{output_prefix}{bucket}/{key}/{version}/"

@@ -1,0 +1,392 @@
+"""The consumer as logic, against an in-memory Queue port: leases, limits, deletes, drain."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+
+import pytest
+from structlog.testing import capture_logs
+
+from pipelined import metrics
+from pipelined.consumer import (
+    BatchFailure,
+    Consumer,
+    ConsumerConfig,
+    DeleteBatcher,
+    Delivery,
+    Handler,
+)
+from pipelined.disposition import Ack, BackoffPolicy, Disposition, Retry
+from pipelined.errors import ThrottledError
+from pipelined.quotas import SQS_MAX_VISIBILITY_TIMEOUT_S
+
+pytestmark = pytest.mark.timeout(60)
+
+Hook = Callable[[Sequence[Delivery]], Awaitable[None]]
+
+
+async def _no_hook(_: Sequence[Delivery]) -> None:
+    return None
+
+
+async def eventually(condition: Callable[[], bool], timeout_s: float = 10) -> bool:
+    """Poll ``condition`` until it holds (True) or ``timeout_s`` passed (False)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeQueue:
+    """The consumer's Queue port in memory. It refuses a visibility that passes twelve hours
+    since the receive, as SQS does, and its ``before_*`` hooks can stall a call."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.waiting: list[Delivery] = []
+        self.receive_error: Exception | None = None
+        self.receives = 0
+        self.received_at: dict[Delivery, float] = {}
+        self.extended: list[tuple[Delivery, int, float]] = []  # (delivery, visibility, when)
+        self.released: list[tuple[Delivery, int, float]] = []
+        self.deleted: list[Delivery] = []
+        self.refused: list[tuple[Delivery, int, float]] = []
+        self.overlapping: list[Delivery] = []  # extended while an extension of it was in flight
+        self.before_extend: Hook = _no_hook
+        self.before_release: Hook = _no_hook
+        self.before_delete: Hook = _no_hook
+        self._extending: set[Delivery] = set()
+
+    def send(self, count: int) -> list[Delivery]:
+        start = len(self.received_at) + len(self.waiting)
+        deliveries = [
+            Delivery(f"m{index}", "{}", 1, f"lease-{index}")
+            for index in range(start, start + count)
+        ]
+        self.waiting.extend(deliveries)
+        return deliveries
+
+    async def receive(
+        self, max_messages: int, wait_time_s: int, visibility_timeout_s: int
+    ) -> list[Delivery]:
+        self.receives += 1
+        if self.receive_error is not None:
+            raise self.receive_error
+        if not self.waiting:
+            await asyncio.sleep(0.01)  # a very short long poll
+            return []
+        taken, self.waiting = self.waiting[:max_messages], self.waiting[max_messages:]
+        for delivery in taken:
+            self.received_at[delivery] = self.clock()
+        return taken
+
+    async def extend(
+        self, deliveries: Sequence[Delivery], visibility_timeout_s: int
+    ) -> list[BatchFailure]:
+        self.overlapping.extend(d for d in deliveries if d in self._extending)
+        self._extending.update(deliveries)
+        try:
+            await self.before_extend(deliveries)
+        finally:
+            self._extending.difference_update(deliveries)
+        entries = [(delivery, visibility_timeout_s) for delivery in deliveries]
+        return self._change_visibility(entries, self.extended)
+
+    async def release(self, entries: Sequence[tuple[Delivery, int]]) -> list[BatchFailure]:
+        await self.before_release([delivery for delivery, _ in entries])
+        return self._change_visibility(entries, self.released)
+
+    async def delete(self, deliveries: Sequence[Delivery]) -> list[BatchFailure]:
+        await self.before_delete(deliveries)
+        self.deleted.extend(deliveries)
+        return []
+
+    def _change_visibility(
+        self,
+        entries: Sequence[tuple[Delivery, int]],
+        done: list[tuple[Delivery, int, float]],
+    ) -> list[BatchFailure]:
+        now = self.clock()
+        failures = []
+        for delivery, visibility_s in entries:
+            if now + visibility_s > self.received_at[delivery] + SQS_MAX_VISIBILITY_TIMEOUT_S:
+                self.refused.append((delivery, visibility_s, now))
+                failures.append(BatchFailure(delivery, "InvalidParameterValue", False))
+            else:
+                done.append((delivery, visibility_s, now))
+        return failures
+
+
+class CountingHealth(metrics.Health):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ticks = 0
+
+    def tick(self) -> None:
+        self.ticks += 1
+        super().tick()
+
+
+@asynccontextmanager
+async def consuming(
+    queue: FakeQueue,
+    handler: Handler,
+    config: ConsumerConfig,
+    health: metrics.Health | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> AsyncIterator[Consumer]:
+    """A consumer on ``queue`` for the length of the block; leaving it is a shutdown."""
+    consumer = Consumer(queue, handler, config, health or metrics.Health(), clock=clock)
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        yield consumer
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+def extended(queue: FakeQueue, delivery: Delivery) -> int:
+    return sum(1 for d, _, _ in queue.extended if d is delivery)
+
+
+# --- e: one stuck extension ---------------------------------------------------------------
+
+
+async def test_a_stuck_extension_holds_up_neither_other_leases_nor_liveness() -> None:
+    queue = FakeQueue()
+    deliveries = queue.send(20)
+    stuck: list[Sequence[Delivery]] = []
+    progress: dict[str, int] = {}
+    gave_up = asyncio.Event()
+    health = CountingHealth()
+
+    async def stall_the_first_call_with_m0(batch: Sequence[Delivery]) -> None:
+        if stuck or deliveries[0] not in batch:
+            return
+        stuck.append(batch)
+        progress.update(ticks=health.ticks, extended=len(queue.extended))
+        try:
+            await asyncio.Event().wait()  # a blackholed endpoint: no answer, ever
+        finally:
+            gave_up.set()
+
+    queue.before_extend = stall_the_first_call_with_m0
+    release = asyncio.Event()
+
+    async def handler(_: Delivery) -> Disposition:
+        await release.wait()
+        return Ack()
+
+    failed_before = metrics.VISIBILITY_EXTENSIONS.labels("failed")._value.get()
+    config = ConsumerConfig(
+        max_inflight=20,
+        pollers=2,
+        wait_time_s=0,
+        visibility_timeout_s=4,
+        lease_renew_interval_s=0.5,
+        drain_timeout_s=1,
+    )
+    async with consuming(queue, handler, config, health):
+        assert await eventually(lambda: bool(stuck))
+        others = [d for d in deliveries if d not in stuck[0]]
+
+        def others_kept_going() -> bool:
+            later = queue.extended[progress["extended"] :]
+            return health.ticks - progress["ticks"] >= 3 and {d for d, _, _ in later} >= set(others)
+
+        await eventually(lambda: others_kept_going() or gave_up.is_set(), timeout_s=10)
+        assert others_kept_going(), "the other leases and the health tick waited for one call"
+        assert await eventually(gave_up.is_set, timeout_s=10), "the stuck call was never given up"
+        assert metrics.VISIBILITY_EXTENSIONS.labels("failed")._value.get() - failed_before >= len(
+            stuck[0]
+        ), "a call given up at its deadline counts as failed"
+        assert await eventually(lambda: all(extended(queue, d) for d in stuck[0])), (
+            "the leases of the stuck call are extended on a later tick"
+        )
+        release.set()
+        assert await eventually(lambda: len(queue.deleted) == 20)
+    assert queue.overlapping == [], "no lease is extended while its extension is in flight"
+
+
+# --- i: the delete in flight when the batcher is cancelled -----------------------------------
+
+
+async def test_a_delete_in_flight_when_the_batcher_is_cancelled_is_sent_by_the_final_flush() -> (
+    None
+):
+    queue = FakeQueue()
+    deliveries = queue.send(3)
+    calls: list[Sequence[Delivery]] = []
+
+    async def hang_the_first_call(batch: Sequence[Delivery]) -> None:
+        calls.append(batch)
+        if len(calls) == 1:
+            await asyncio.Event().wait()
+
+    queue.before_delete = hang_the_first_call
+    batcher = DeleteBatcher(queue, flush_interval_s=0.01)
+    running = asyncio.create_task(batcher.run())
+    for delivery in deliveries:
+        batcher.add(delivery)
+    assert await eventually(lambda: len(calls) == 1)
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
+    await asyncio.wait_for(batcher.flush(), 5)
+    assert sorted(d.message_id for d in queue.deleted) == ["m0", "m1", "m2"]
+
+
+# --- k: nothing passes twelve hours since the receive ---------------------------------------
+
+NEAR_THE_LIMIT_S = SQS_MAX_VISIBILITY_TIMEOUT_S - 100
+
+
+def near_limit_config(**overrides: object) -> ConsumerConfig:
+    values: dict[str, object] = {
+        "max_inflight": 1,
+        "pollers": 1,
+        "wait_time_s": 0,
+        "visibility_timeout_s": 60,
+        "lease_renew_interval_s": 0.2,
+        "max_job_time_s": SQS_MAX_VISIBILITY_TIMEOUT_S,
+        "drain_timeout_s": 0.5,
+        # Delays far longer than what is left of the twelve hours.
+        "backoff": BackoffPolicy(base_delay_s=3600, max_delay_s=SQS_MAX_VISIBILITY_TIMEOUT_S),
+    }
+    return ConsumerConfig(**{**values, **overrides})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("delay_s", [900, SQS_MAX_VISIBILITY_TIMEOUT_S])
+async def test_a_retry_delay_is_cut_to_what_is_left_of_twelve_hours(delay_s: int) -> None:
+    clock = FakeClock()
+    queue = FakeQueue(clock)
+    queue.send(1)
+    started, finish = asyncio.Event(), asyncio.Event()
+
+    async def handler(_: Delivery) -> Disposition:
+        started.set()
+        await finish.wait()
+        return Retry(delay_s, "busy")
+
+    async with consuming(queue, handler, near_limit_config(), clock=clock):
+        await asyncio.wait_for(started.wait(), 5)
+        clock.now = NEAR_THE_LIMIT_S
+        finish.set()
+        assert await eventually(lambda: bool(queue.released or queue.refused))
+    assert queue.refused == [], "SQS refuses a visibility past twelve hours since the receive"
+    [(_, released_s, _)] = queue.released
+    assert 0 < released_s < delay_s
+
+
+async def test_the_max_job_time_retry_is_cut_to_what_is_left_of_twelve_hours() -> None:
+    clock = FakeClock()
+    queue = FakeQueue(clock)
+    queue.send(1)
+    started = asyncio.Event()
+
+    async def endless_handler(_: Delivery) -> Disposition:
+        started.set()
+        await asyncio.Event().wait()
+        return Ack()
+
+    config = near_limit_config(max_job_time_s=NEAR_THE_LIMIT_S - 1)
+    async with consuming(queue, endless_handler, config, clock=clock):
+        await asyncio.wait_for(started.wait(), 5)
+        clock.now = NEAR_THE_LIMIT_S
+        assert await eventually(lambda: bool(queue.released or queue.refused))
+    assert queue.refused == []
+    [(_, released_s, _)] = queue.released
+    assert released_s > 0, "still ours for a while: a short delay rather than none"
+
+
+async def test_a_long_job_is_extended_up_to_twelve_hours_and_released_before_them() -> None:
+    clock = FakeClock()
+    queue = FakeQueue(clock)
+    [delivery] = queue.send(1)
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def endless_handler(_: Delivery) -> Disposition:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return Ack()
+
+    async with consuming(queue, endless_handler, near_limit_config(), clock=clock):
+        await asyncio.wait_for(started.wait(), 5)
+        for now in (SQS_MAX_VISIBILITY_TIMEOUT_S - 200, NEAR_THE_LIMIT_S):
+            clock.now = now
+            assert await eventually(lambda: any(at == clock.now for _, _, at in queue.extended))
+        clock.now = SQS_MAX_VISIBILITY_TIMEOUT_S - 50
+        assert await eventually(lambda: cancelled.is_set() or bool(queue.refused))
+        assert await eventually(lambda: bool(queue.released or queue.refused))
+    assert queue.refused == [], "no extension nor release passes twelve hours since the receive"
+    assert cancelled.is_set(), "the job is given up before its message can no longer be held"
+    assert [d for d, _, _ in queue.released] == [delivery]
+
+
+# --- l: receive failures and the drain ------------------------------------------------------
+
+
+async def test_a_failed_receive_does_not_count_as_a_success_for_the_limit() -> None:
+    queue = FakeQueue()
+    queue.receive_error = RuntimeError("connection reset")
+
+    async def handler(_: Delivery) -> Disposition:
+        return Ack()
+
+    config = ConsumerConfig(max_inflight=8, pollers=8, wait_time_s=0)
+    async with consuming(queue, handler, config) as consumer:
+        consumer.note_throttle()
+        assert consumer.concurrency_limit == 4
+        assert await eventually(lambda: queue.receives >= 12)
+        assert consumer.concurrency_limit == 4
+
+
+async def test_a_throttled_receive_lowers_the_limit() -> None:
+    queue = FakeQueue()
+    queue.receive_error = ThrottledError("slow down")
+
+    async def handler(_: Delivery) -> Disposition:
+        return Ack()
+
+    config = ConsumerConfig(max_inflight=8, pollers=1, wait_time_s=0)
+    async with consuming(queue, handler, config) as consumer:
+        assert await eventually(lambda: consumer.concurrency_limit == 4)
+
+
+async def test_the_drain_waits_for_a_disposition_still_being_applied() -> None:
+    queue = FakeQueue()
+    [delivery] = queue.send(1)
+    releasing = asyncio.Event()
+
+    async def slow_release(_: Sequence[Delivery]) -> None:
+        releasing.set()
+        await asyncio.sleep(0.5)
+
+    queue.before_release = slow_release
+
+    async def handler(_: Delivery) -> Disposition:
+        return Retry(5, "flaky")
+
+    config = ConsumerConfig(max_inflight=1, pollers=1, wait_time_s=0, drain_timeout_s=0.05)
+    with capture_logs():
+        async with consuming(queue, handler, config):
+            await asyncio.wait_for(releasing.wait(), 5)
+    # consumer.run has returned: the release must be done, not still on its way.
+    assert [(d, delay_s) for d, delay_s, _ in queue.released] == [(delivery, 5)]
