@@ -185,13 +185,8 @@ def _claim_other_version(state: ObjectState, request: ClaimRequest, now: float) 
     if Order.OLDER in orders:
         return Refused(Refusal.STALE)
     current = state.processing
-    if current is not None and current.lease_expires_at > now:
-        # A version known to be newer takes over even a live claim of an older one: that work
-        # is superseded, and its owner finds out at its next write. One that cannot be ordered
-        # waits: were it allowed to, two such versions would take the claim from each other
-        # for ever, and neither would get as far as checking which one is current.
-        if request.version.compare(current.version) is not Order.NEWER:
-            return _busy(current.lease_expires_at - now)
+    if current is not None and not _may_take_over(current, request.version, now):
+        return _busy(current.lease_expires_at - now)
     attempts = 1
     if request.force and state.recorded is not None and Order.SAME in orders:
         attempts = state.recorded.record.attempts + 1
@@ -205,6 +200,17 @@ def _claim_other_version(state: ObjectState, request: ClaimRequest, now: float) 
         must_be_current=Order.UNKNOWN in orders,
     )
     return Process(replace(state, processing=claimed))
+
+
+def _may_take_over(current: Processing, version: Version, now: float) -> bool:
+    """May a claim of ``version`` replace ``current``, the claim of another version?
+
+    Once its lease has run out, yes. While it is live, only if ``version`` is known to be
+    newer: that work is superseded, and its owner finds out at its next write. A version that
+    cannot be ordered waits: were it allowed to, two such versions would take the claim from
+    each other for ever, and neither would get as far as checking which one is current.
+    """
+    return current.lease_expires_at <= now or version.compare(current.version) is Order.NEWER
 
 
 def _busy(lease_remaining_s: float) -> Refused:
