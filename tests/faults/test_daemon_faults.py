@@ -451,7 +451,10 @@ def test_with_s3_sequencers_a_newer_version_takes_over_and_the_late_owner_writes
     daemons.start(max_inflight="4", workers="2", claim_lease_s="60")
     s3.put_object(Bucket=stack.input_bucket, Key=key, Body=samples.transparent_png(800, 600))
     etag_of_a = s3.head_object(Bucket=stack.input_bucket, Key=key)["ETag"].strip('"')
-    send = lambda body: sqs.send_message(QueueUrl=stack.queue_url, MessageBody=json.dumps(body))  # noqa: E731
+
+    def send(event: dict[str, object]) -> None:
+        sqs.send_message(QueueUrl=stack.queue_url, MessageBody=json.dumps(event))
+
     send(hand_made_event(stack, key, etag_of_a, sequencer="0055AED6DCD90281E5"))
     assert wait_until(lambda: held.fired >= 1, timeout_s=20), "A's uploads are held"
     proxy.remove(held.id)
