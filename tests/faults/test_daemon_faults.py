@@ -169,7 +169,11 @@ def test_an_outage_makes_the_daemon_unready_and_loses_nothing(
     before, during = make_uploads(4, prefix="before/"), make_uploads(4, prefix="during/")
     upload(stack, before)
     watcher = Watcher(stack)
-    assert watcher.wait_for_keys([u.key for u in before[:1]], timeout_s=30)
+    # Idle when the outage starts: readiness follows receives, and a daemon whose slots are
+    # all held by jobs stuck in the outage receives nothing until one frees (reliability.md,
+    # weakness 4).
+    assert watcher.wait_for_keys([u.key for u in before], timeout_s=30)
+    assert wait_until(lambda: queue_counts(stack) == (0, 0), timeout_s=15)
 
     # The daemon sees a failed receive only once botocore's retry chain gave up: 5 attempts,
     # random backoff up to 1 + 2 + 4 + 8 s. The outage outlasts that, so /readyz must fail.
