@@ -2,7 +2,8 @@
 
 It follows the LedgerStore contract to the letter (a revision per write, the write id stored
 with the document, the found snapshot returned on a failed condition), so the tests exercise
-the real ``Ledger`` over it; the DynamoDB store is tested against the emulator separately.
+the real ``Ledger`` over it. The backends' stores pass their contract against their emulators
+(tests/integration/ledger_contract.py).
 """
 
 from __future__ import annotations

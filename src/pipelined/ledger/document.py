@@ -16,6 +16,35 @@ from pipelined.records import JobRecord, SourceObject, StoredArtifact
 
 Document = dict[str, Any]
 
+FIELDS = frozenset(
+    {
+        "bucket",
+        "object_key",
+        "claim",
+        # The recorded outcome (_recorded_fields).
+        "status",
+        "version",
+        "sequencer",
+        "kind",
+        "etag",
+        "size",
+        "version_id",
+        "artifacts",
+        "metadata",
+        "error",
+        "attempts",
+        "started_at",
+        "finished_at",
+        "duration_ms",
+        "recorded_by",
+        "notified",
+        "notifier",
+        "notify_lease_expires_at",
+    }
+)
+"""Every top-level field a document of this layout can have. A backend whose write changes
+only the fields it names (Firestore's update) deletes those of them a new document leaves out."""
+
 
 def to_document(state: ObjectState, bucket: str, key: str) -> Document:
     """The document for ``state``; fields that are None are left out."""

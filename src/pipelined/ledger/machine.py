@@ -14,9 +14,10 @@ store the state with a compare-and-set (see ``store.py``); they decide nothing. 
 idempotent for their owner: repeating a write whose reply was lost gives the same state, so a
 retry recognises its own earlier success.
 
-Versions are ordered by their sequencer (S3's, or a GCS generation made comparable) when both
-sides have one. When they cannot be ordered, a claim may go ahead only if the store confirms the
-event's version is the current one (``must_be_current``); otherwise it is dropped as stale.
+Versions are ordered by their sequencer (S3's) when both sides have one. When they cannot be
+ordered (no sequencer: emulators, replays, and Cloud Storage, whose generations are unique but
+not guaranteed to increase), a claim may go ahead only if the store confirms the event's
+version is the current one (``must_be_current``); otherwise it is dropped as stale.
 """
 
 from __future__ import annotations
