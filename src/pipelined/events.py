@@ -93,12 +93,12 @@ def _parse_s3_record(record: object) -> ParsedRecord:
         bucket=_require_str(_require_dict(s3, "bucket"), "name"),
         # S3 notifications URL-encode keys form-style: '+' is a space, '%2B' a plus.
         key=unquote_plus(_require_str(obj, "key")),
-        size=_optional_int(obj.get("size")),
-        etag=_optional_str(obj.get("eTag")),
-        version_id=_optional_str(obj.get("versionId")),
+        size=optional_int(obj.get("size")),
+        etag=optional_str(obj.get("eTag")),
+        version_id=optional_str(obj.get("versionId")),
         sequencer=_optional_sequencer(obj.get("sequencer")),
         event_name=event_name,
-        event_time=_optional_str(record.get("eventTime")),
+        event_time=optional_str(record.get("eventTime")),
     )
 
 
@@ -112,12 +112,12 @@ def _parse_eventbridge(document: dict[str, Any]) -> ParsedRecord:
         bucket=_require_str(_require_dict(detail, "bucket"), "name"),
         # EventBridge carries the key as it is, not URL-encoded: decoding would corrupt '+'.
         key=_require_str(obj, "key"),
-        size=_optional_int(obj.get("size")),
-        etag=_optional_str(obj.get("etag")),
-        version_id=_optional_str(obj.get("version-id")),
+        size=optional_int(obj.get("size")),
+        etag=optional_str(obj.get("etag")),
+        version_id=optional_str(obj.get("version-id")),
         sequencer=_optional_sequencer(obj.get("sequencer")),
         event_name=f"ObjectCreated:{detail.get('reason', 'EventBridge')}",
-        event_time=_optional_str(document.get("time")),
+        event_time=optional_str(document.get("time")),
     )
 
 
@@ -149,20 +149,23 @@ def _require_str(parent: dict[str, Any], field: str) -> str:
     return value
 
 
-def _optional_str(value: object) -> str | None:
+def optional_str(value: object) -> str | None:
+    """An event's text field, or None when it is missing, empty or not text."""
     return value if isinstance(value, str) and value else None
 
 
 def _optional_sequencer(value: object) -> str | None:
-    sequencer = _optional_str(value)
+    sequencer = optional_str(value)
     return normalise_sequencer(sequencer) if sequencer else None
 
 
-def _optional_int(value: object) -> int | None:
+def optional_int(value: object) -> int | None:
+    """An event's number field: JSON APIs send int64 values (sizes) as digit strings."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.isdigit():
+    # isdigit() alone would take digits of other scripts, which int() reads differently.
+    if isinstance(value, str) and value.isascii() and value.isdigit():
         return int(value)
     return None

@@ -12,7 +12,8 @@ from structlog.testing import capture_logs
 from pipelined.consumer import ConsumerConfig, Delivery
 from pipelined.disposition import Ack, Disposition
 from pipelined.pool import WorkerPool
-from tests.unit.test_consumer_engine import FakeQueue, consuming, eventually
+from tests.integration.helpers import eventually
+from tests.unit.test_consumer_engine import FakeQueue, consuming
 
 pytestmark = pytest.mark.timeout(90)
 

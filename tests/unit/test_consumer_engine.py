@@ -22,6 +22,7 @@ from pipelined.consumer import (
 from pipelined.disposition import Ack, BackoffPolicy, Disposition, Retry
 from pipelined.errors import ThrottledError
 from pipelined.quotas import SQS_MAX_VISIBILITY_TIMEOUT_S
+from tests.integration.helpers import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -30,16 +31,6 @@ Hook = Callable[[Sequence[Delivery]], Awaitable[None]]
 
 async def _no_hook(_: Sequence[Delivery]) -> None:
     return None
-
-
-async def eventually(condition: Callable[[], bool], timeout_s: float = 10) -> bool:
-    """Poll ``condition`` until it holds (True) or ``timeout_s`` passed (False)."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.01)
-    return True
 
 
 class FakeClock:

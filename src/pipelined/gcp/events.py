@@ -14,7 +14,14 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from pipelined.events import IgnoredRecord, MalformedMessageError, ObjectEvent, ParsedRecord
+from pipelined.events import (
+    IgnoredRecord,
+    MalformedMessageError,
+    ObjectEvent,
+    ParsedRecord,
+    optional_int,
+    optional_str,
+)
 
 FINALIZE = "OBJECT_FINALIZE"
 IGNORED_EVENTS: Mapping[str, str] = {
@@ -40,16 +47,16 @@ def parse_gcs_message(data: bytes, attributes: Mapping[str, str]) -> list[Parsed
             bucket=_require(attributes, "bucketId"),
             # Object names come as they are, not URL-encoded.
             key=_require(attributes, "objectId"),
-            size=_optional_int(payload.get("size")),
-            etag=_optional_str(payload.get("etag")),
+            size=optional_int(payload.get("size")),
+            etag=optional_str(payload.get("etag")),
             version_id=generation,
             # No sequencer: Cloud Storage guarantees only that each generation of an object is
             # unique, not that a later one is larger. The ledger then orders nothing by it, and
             # a claim goes on only once the download confirms the generation is current.
             sequencer=None,
             event_name=event_type,
-            event_time=_optional_str(payload.get("timeCreated"))
-            or _optional_str(attributes.get("eventTime")),
+            event_time=optional_str(payload.get("timeCreated"))
+            or optional_str(attributes.get("eventTime")),
         )
     ]
 
@@ -80,18 +87,3 @@ def _require(attributes: Mapping[str, str], name: str) -> str:
     if not isinstance(value, str) or not value:
         raise MalformedMessageError(f"attribute {name!r} is missing or empty")
     return value
-
-
-def _optional_str(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _optional_int(value: object) -> int | None:
-    # The JSON API sends int64 values, size among them, as strings.
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        return int(value)
-    return None
