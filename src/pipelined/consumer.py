@@ -11,7 +11,7 @@ import contextlib
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -36,12 +36,17 @@ SQS still extends it if nobody else has received the message meanwhile."""
 
 @dataclass(frozen=True, eq=False)
 class Delivery:
-    """One received message. ``lease`` is opaque: a receipt handle on SQS."""
+    """One received message. ``lease`` is opaque: a receipt handle on SQS, an ack id on Pub/Sub.
+
+    ``attributes`` are the message's own (Pub/Sub's carry what a GCS notification is about);
+    SQS's are not read, so they stay empty.
+    """
 
     message_id: str
     body: str
     receive_count: int
     lease: str
+    attributes: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

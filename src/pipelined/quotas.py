@@ -11,3 +11,6 @@ SQS_MAX_VISIBILITY_TIMEOUT_S = 12 * 60 * 60
 
 SNS_MAX_MESSAGE_BYTES = 256 * 1024
 """A notification larger than this is refused by SNS."""
+
+PUBSUB_MAX_ACK_DEADLINE_S = 600
+"""The longest ack deadline one modifyAckDeadline sets (or a subscription has): ten minutes."""
