@@ -132,7 +132,7 @@ class Pipeline:
             # Come back when the holder's lease has run out: by then it has finished (and this
             # delivery is a duplicate) or died (and this delivery takes over).
             raise ClaimBusyError(
-                "another consumer holds a live claim on this object version",
+                "another consumer holds a live claim on this object",
                 refused.retry_after_s,
             )
         return self._skipped(refused.reason.value)

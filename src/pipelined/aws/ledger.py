@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from pipelined.aws.errors import error_code, translated
+from pipelined.aws.errors import translated
 from pipelined.ledger.document import from_document, to_document
 from pipelined.ledger.machine import ABSENT, ObjectState
 from pipelined.ledger.store import Snapshot
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
+_CONDITION_FAILED = frozenset({CONDITION_FAILED})
 UNREVISED = "0"
 """The revision of an item written before items had one: the first write adds ``rev``."""
 _serializer = TypeSerializer()
@@ -72,15 +73,13 @@ class DynamoLedgerStore:
 
     async def _put(self, request: dict[str, Any]) -> dict[str, Any] | None:
         """PutItem; None if written, else the item found instead (empty if not returned)."""
-        with translated("dynamodb.PutItem"):
-            try:
+        try:
+            # A refused condition is an answer, not an error: translated lets it through uncounted.
+            with translated("dynamodb.PutItem", expected=_CONDITION_FAILED):
                 await self._client.put_item(**request)
-            except ClientError as error:
-                # A refused condition is an answer, not an error: it is not counted as one.
-                if error_code(error) != CONDITION_FAILED:
-                    raise
-                item: dict[str, Any] = error.response.get("Item") or {}  # type: ignore[assignment]
-                return item
+        except ClientError as error:
+            item: dict[str, Any] = error.response.get("Item") or {}  # type: ignore[assignment]
+            return item
         return None
 
 

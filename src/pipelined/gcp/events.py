@@ -76,7 +76,7 @@ def _payload(data: bytes, payload_format: str) -> dict[str, Any]:
 
 
 def _generation(value: str) -> str:
-    # isdigit() alone would let through digits of other scripts, which do not sort as ASCII.
+    # isdigit() alone would let through digits of other scripts, which are no generation.
     if not (value.isascii() and value.isdigit()) or len(value) > GENERATION_DIGITS:
         raise MalformedMessageError(f"objectGeneration {value!r} is not a generation number")
     return value

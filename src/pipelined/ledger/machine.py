@@ -89,7 +89,7 @@ class Refusal(enum.Enum):
 
     DUPLICATE = "duplicate"  # this version is recorded (and notified, or being notified)
     STALE = "stale"  # an older version than one already known
-    BUSY = "busy"  # another owner holds a live lease on this version
+    BUSY = "busy"  # another owner holds a live lease this request must wait for
     LOST = "lost"  # the caller no longer owns what it tried to change
 
 
