@@ -323,20 +323,28 @@ def test_a_slow_publish_keeps_its_lease_so_a_duplicate_does_not_publish_too(
     assert_exactly_once(stack, watcher, uploads)
 
 
-def test_a_crash_between_publish_and_mark_notified_resends_with_the_same_id(
-    stack: LocalStack, proxy: ThreadedFaultProxy, daemons: Daemons
-) -> None:
-    # The documented at-least-once window: the notification is out, the ledger does not know.
-    # Holding the mark-notified write open makes the window wide enough to crash in.
+def kill_the_owner_between_publish_and_mark(
+    stack: LocalStack, proxy: ThreadedFaultProxy, daemons: Daemons, prefix: str
+) -> tuple[list[Upload], Watcher]:
+    """Upload one file and SIGKILL its owner once the notification is out but not yet marked:
+    holding the mark-notified write open makes the window wide enough to crash in."""
     proxy.add(Rule(action="blackhole", service="dynamodb", body_contains=MARK_NOTIFIED))
     first = daemons.start()
-    uploads = make_uploads(1, prefix="window/")
+    uploads = make_uploads(1, prefix=prefix)
     upload(stack, uploads)
     watcher = Watcher(stack)
     assert watcher.wait_for_keys([uploads[0].key], timeout_s=30)
     assert wait_until(lambda: proxy.stats().held >= 1, timeout_s=10)
     first.kill()
     proxy.clear()
+    return uploads, watcher
+
+
+def test_a_crash_between_publish_and_mark_notified_resends_with_the_same_id(
+    stack: LocalStack, proxy: ThreadedFaultProxy, daemons: Daemons
+) -> None:
+    # The documented at-least-once window: the notification is out, the ledger does not know.
+    _, watcher = kill_the_owner_between_publish_and_mark(stack, proxy, daemons, "window/")
     daemons.start()
     assert wait_until(lambda: watcher.poll() >= 0 and len(watcher.received) > 1, 30)
     watcher.settle(quiet_s=2)
@@ -354,15 +362,7 @@ def test_a_lost_reply_to_the_notification_take_over_still_notifies(
     # That write is applied but its answer is cut, and botocore sends it again. The resend's
     # condition fails: the old code took that for "someone else has it", skipped and deleted
     # the message, and the notification stayed unmarked with nobody left to send it.
-    proxy.add(Rule(action="blackhole", service="dynamodb", body_contains=MARK_NOTIFIED))
-    first = daemons.start()
-    uploads = make_uploads(1, prefix="lost-reply/")
-    upload(stack, uploads)
-    watcher = Watcher(stack)
-    assert watcher.wait_for_keys([uploads[0].key], timeout_s=30)
-    assert wait_until(lambda: proxy.stats().held >= 1, timeout_s=10)
-    first.kill()
-    proxy.clear()
+    uploads, watcher = kill_the_owner_between_publish_and_mark(stack, proxy, daemons, "lost-reply/")
     proxy.add(Rule(action="reset_after", service="dynamodb", body_contains=NOTIFIER, count=1))
     daemons.start()
     key = uploads[0].key
