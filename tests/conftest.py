@@ -9,12 +9,17 @@ import pytest
 
 from pipelined.local import LocalStack, emulator, provision
 
+# Google's emulator variables: a test sets those of its own stack. (The session's emulators
+# start before this clean-up, so PIPELINED_*_EMULATOR_JAR still reaches them.)
+EMULATORS = ("PUBSUB_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST", "STORAGE_EMULATOR_HOST")
+
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test may see a real AWS profile, a real endpoint or a developer's settings."""
+    """No test may see a real AWS profile or Google project, a real endpoint or a developer's
+    settings."""
     for name in list(os.environ):
-        if name.startswith(("AWS_", "PIPELINED_")):
+        if name.startswith(("AWS_", "PIPELINED_", "GOOGLE_", "CLOUDSDK_")) or name in EMULATORS:
             monkeypatch.delenv(name)
     monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)

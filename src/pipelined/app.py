@@ -9,11 +9,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from pipelined import metrics
-from pipelined.aws.clients import open_clients
-from pipelined.aws.ledger import DynamoLedgerStore
-from pipelined.aws.s3 import S3Store
-from pipelined.aws.sns import SnsNotifier
-from pipelined.aws.sqs import SqsQueue
+from pipelined.backends import Backend, open_backend
 from pipelined.concurrency import ThrottleSignal
 from pipelined.consumer import Consumer, ConsumerConfig
 from pipelined.disposition import BackoffPolicy
@@ -88,12 +84,7 @@ async def run_daemon(
         stack.push_async_callback(runner.cleanup)
         log.info("metrics_listening", port=metrics.bound_port(runner))
         throttled = ThrottleSignal()
-        clients = await open_clients(
-            stack,
-            max_connections=settings.max_inflight * 4 + 10,
-            region=settings.aws_region,
-            on_throttle=throttled,
-        )
+        backend = await open_backend(settings, stack, throttled)
         pool = WorkerPool(
             settings.workers,
             settings.job_timeout_s,
@@ -101,18 +92,17 @@ async def run_daemon(
             settings.worker_max_tasks,
         )
         stack.callback(pool.close)
-        queue = SqsQueue(clients.sqs, settings.queue_url)
-        await _unless_stopped(_warn_without_dead_letter_queue(queue), stop, "queue_check")
+        await _unless_stopped(_warn_without_dead_letters(backend), stop, "queue_check")
         pipeline = Pipeline(
-            S3Store(clients.s3),
-            Ledger(DynamoLedgerStore(clients.dynamodb, settings.table), settings.claim_lease_s),
-            SnsNotifier(clients.sns, settings.topic_arn),
+            backend.store,
+            Ledger(backend.ledger_store, settings.claim_lease_s),
+            backend.notifier,
             pool,
             pipeline_config(settings),
         )
         consumer = Consumer(
-            queue,
-            MessageHandler(pipeline, backoff_policy(settings)),
+            backend.queue,
+            MessageHandler(pipeline, backoff_policy(settings), parse=backend.parse),
             consumer_config(settings),
             health,
         )
@@ -122,7 +112,12 @@ async def run_daemon(
         watchdog = _start_watchdog(notifier, health)
         if started is not None:
             started.set()
-        log.info("daemon_started", queue_url=settings.queue_url, workers=settings.workers)
+        log.info(
+            "daemon_started",
+            backend=settings.backend,
+            source=backend.source,
+            workers=settings.workers,
+        )
         try:
             await consumer.run(stop)
         finally:
@@ -147,18 +142,14 @@ async def _unless_stopped(check: Coroutine[Any, Any, None], stop: asyncio.Event,
         log.info("start_up_check_abandoned", check=name, reason="shutdown requested")
 
 
-async def _warn_without_dead_letter_queue(queue: SqsQueue) -> None:
+async def _warn_without_dead_letters(backend: Backend) -> None:
     try:
-        policy = await queue.redrive_policy()
+        configured = await backend.has_dead_letters()
     except Exception as error:
         log.warning("queue_check_failed", error=str(error))
         return
-    if not policy:
-        log.warning(
-            "queue_without_dead_letter_queue",
-            hint="messages that keep failing will be retried until they expire; "
-            "set a RedrivePolicy with a maxReceiveCount on the queue",
-        )
+    if not configured:
+        log.warning("queue_without_dead_letter_queue", hint=backend.dead_letter_hint)
 
 
 def _install_signal_handlers(stop: asyncio.Event) -> None:

@@ -21,16 +21,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("run", help="run the daemon against what the settings point at")
-    local = commands.add_parser("local", help="start the embedded AWS stack and the daemon")
-    local.add_argument("--port", type=int, default=4566, help="emulator port (default 4566)")
-    commands.add_parser("demo", help="process sample files on the embedded stack, then exit")
-    upload = commands.add_parser("upload", help="upload a file to a bucket (uses AWS_* settings)")
+    local = commands.add_parser("local", help="start an embedded cloud stack and the daemon")
+    _add_backend(local)
+    local.add_argument(
+        "--port", type=int, default=4566, help="the AWS emulator's port (default 4566)"
+    )
+    demo = commands.add_parser("demo", help="process sample files on an embedded stack, then exit")
+    _add_backend(demo)
+    upload = commands.add_parser(
+        "upload", help="upload a file to a bucket (AWS_* or Google's variables say where)"
+    )
+    _add_backend(upload)
     upload.add_argument("path")
     upload.add_argument("--bucket", required=True)
     upload.add_argument("--key", help="object key (default: the file name)")
-    watch = commands.add_parser("watch", help="print notifications arriving on an SQS queue")
-    watch.add_argument("--queue-url", required=True)
+    watch = commands.add_parser("watch", help="print notifications as they arrive")
+    source = watch.add_mutually_exclusive_group(required=True)
+    source.add_argument("--queue-url", help="an SQS queue subscribed to the SNS topic")
+    source.add_argument("--subscription", help="a Pub/Sub subscription of the results topic")
     return parser
+
+
+def _add_backend(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--backend", choices=("aws", "gcp"), default="aws", help="which cloud (default aws)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -50,15 +65,17 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from pipelined.demo import run_demo
 
-        return asyncio.run(run_demo())
+        return asyncio.run(run_demo(args.backend))
     if args.command == "local":
         from pipelined.demo import run_local
 
-        return asyncio.run(run_local(args.port))
+        return asyncio.run(run_local(args.backend, args.port))
     from pipelined import tools
 
     if args.command == "upload":
-        return tools.upload(args.path, args.bucket, args.key)
+        return tools.upload(args.path, args.bucket, args.key, args.backend)
+    if args.subscription:
+        return tools.watch_subscription(args.subscription)
     return tools.watch(args.queue_url)
 
 

@@ -1,4 +1,4 @@
-"""``pipelined demo`` and ``pipelined local``: the daemon on the embedded stack."""
+"""``pipelined demo`` and ``pipelined local``: the daemon on the embedded stack of either cloud."""
 
 from __future__ import annotations
 
@@ -6,83 +6,79 @@ import asyncio
 import signal
 import sys
 import time
-from typing import Any
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pipelined.app import run_daemon
-from pipelined.local import LocalStack, apply_environment, emulator, provision
 from pipelined.logs import configure_logging
 from pipelined.samples import Sample, demo_samples
 from pipelined.settings import load_settings
 from pipelined.tools import notification_attributes, unwrap_notification
 
+if TYPE_CHECKING:
+    from pipelined.local import LocalStack
+
 DEMO_TIMEOUT_S = 120.0
+Cloud = Literal["aws", "gcp"]
 
 
-async def run_demo() -> int:
+class DemoStack(Protocol):
+    """An embedded stack, provisioned and pointed at by this process's environment."""
+
+    scheme: str  # of object URLs: s3, gs
+    input_bucket: str
+
+    def upload(self, samples: list[Sample]) -> None: ...
+
+    def notifications(self, wanted: set[str], deadline: float) -> dict[str, dict[str, Any]]:
+        """Read notifications until one per wanted key has come, or the deadline (monotonic)."""
+        ...
+
+    def ledger(self) -> dict[str, tuple[str, str]]:
+        """Each source key's ledger status and attempts, as the ledger holds them."""
+        ...
+
+    def instructions(self, metrics_port: int) -> str: ...
+
+
+def embedded_stack(
+    cloud: Cloud, name: str, port: int | None = None
+) -> AbstractContextManager[DemoStack]:
+    if cloud == "gcp":
+        from pipelined.gcp.demo import gcp_demo_stack
+
+        return gcp_demo_stack(name)
+    return _aws_demo_stack(name, port)
+
+
+async def run_demo(cloud: Cloud = "aws") -> int:
     """Upload the samples, let the daemon process them, print what came out, exit."""
     configure_logging("error", "console")  # the summary is the output; errors still show
     samples = demo_samples()
-    with emulator() as endpoint:
-        stack = await asyncio.to_thread(provision, endpoint, "pipelined-demo")
-        apply_environment(stack)
+    with embedded_stack(cloud, "pipelined-demo") as stack:
         settings = load_settings(wait_time_s=1, metrics_port=0, drain_timeout_s=10)
         stop, started = asyncio.Event(), asyncio.Event()
         daemon = asyncio.create_task(
             run_daemon(settings, stop, handle_signals=False, started=started)
         )
         await started.wait()
-        print(f"uploading {len(samples)} sample files to s3://{stack.input_bucket} ...")
-        await asyncio.to_thread(_upload_samples, stack, samples)
-        notifications = await asyncio.to_thread(_collect_notifications, stack, samples)
-        items = await asyncio.to_thread(_ledger_items, stack)
+        print(f"uploading {len(samples)} sample files to {stack.scheme}://{stack.input_bucket} ...")
+        await asyncio.to_thread(stack.upload, samples)
+        deadline = time.monotonic() + DEMO_TIMEOUT_S
+        wanted = {sample.key for sample in samples}
+        notifications = await asyncio.to_thread(stack.notifications, wanted, deadline)
+        ledger = await asyncio.to_thread(stack.ledger)
         stop.set()
         await daemon
-    return _print_summary(samples, notifications, items)
-
-
-def _upload_samples(stack: LocalStack, samples: list[Sample]) -> None:
-    s3 = stack.client("s3")
-    for sample in samples:
-        s3.put_object(
-            Bucket=stack.input_bucket,
-            Key=sample.key,
-            Body=sample.body,
-            ContentType=sample.content_type,
-        )
-
-
-def _collect_notifications(stack: LocalStack, samples: list[Sample]) -> dict[str, dict[str, Any]]:
-    """Read the topic's subscriber queue until every sample has its notification."""
-    sqs = stack.client("sqs")
-    wanted = {sample.key for sample in samples}
-    found: dict[str, dict[str, Any]] = {}
-    deadline = time.monotonic() + DEMO_TIMEOUT_S
-    while wanted - found.keys() and time.monotonic() < deadline:
-        response = sqs.receive_message(
-            QueueUrl=stack.watch_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
-        )
-        for message in response.get("Messages", []):
-            notification = unwrap_notification(message["Body"])
-            notification["_attributes"] = notification_attributes(message["Body"])
-            source = notification.get("source")
-            if isinstance(source, dict):
-                found[str(source["key"])] = notification
-            sqs.delete_message(
-                QueueUrl=stack.watch_queue_url, ReceiptHandle=message["ReceiptHandle"]
-            )
-    return found
-
-
-def _ledger_items(stack: LocalStack) -> dict[str, dict[str, Any]]:
-    dynamodb = stack.client("dynamodb")
-    items = dynamodb.scan(TableName=stack.table)["Items"]
-    return {item["object_key"]["S"]: item for item in items}
+    return _print_summary(stack.scheme, samples, notifications, ledger)
 
 
 def _print_summary(
+    scheme: str,
     samples: list[Sample],
     notifications: dict[str, dict[str, Any]],
-    items: dict[str, dict[str, Any]],
+    ledger: dict[str, tuple[str, str]],
 ) -> int:
     print()
     as_expected = 0
@@ -100,16 +96,15 @@ def _print_summary(
             print(f"     reason:   {notification['error']}")
         for artifact in notification.get("artifacts", []):
             size = f"{artifact['width']}x{artifact['height']}, " if "width" in artifact else ""
-            location = f"s3://{artifact['bucket']}/{artifact['key']}"
+            location = f"{scheme}://{artifact['bucket']}/{artifact['key']}"
             print(f"     artifact: {location}  ({size}{artifact['size']:,} bytes)")
         if notification.get("metadata"):
             print(f"     metadata: {_short_metadata(notification['metadata'])}")
-        attributes = notification["_attributes"]
-        ledger = items.get(sample.key, {})
+        ledger_status, attempts = ledger.get(sample.key, ("?", "?"))
         print(
-            f"     notified: id {notification['notification_id']}, attributes {attributes}; "
-            f"ledger status {ledger.get('status', {}).get('S', '?')}, "
-            f"attempts {ledger.get('attempts', {}).get('N', '?')}"
+            f"     notified: id {notification['notification_id']}, "
+            f"attributes {notification['_attributes']}; "
+            f"ledger status {ledger_status}, attempts {attempts}"
         )
     print(f"\n{as_expected} of {len(samples)} files ended as expected.")
     return 0 if as_expected == len(samples) else 1
@@ -121,17 +116,15 @@ def _short_metadata(metadata: dict[str, Any]) -> str:
     )
 
 
-async def run_local(port: int) -> int:
+async def run_local(cloud: Cloud = "aws", port: int | None = None) -> int:
     """Start the stack and the daemon, print how to use them, run until interrupted."""
     configure_logging("info", "auto")
-    with emulator(port) as endpoint:
-        stack = await asyncio.to_thread(provision, endpoint, "pipelined-local")
-        apply_environment(stack)
+    with embedded_stack(cloud, "pipelined-local", port) as stack:
         settings = load_settings(wait_time_s=5)
         stop, started = asyncio.Event(), asyncio.Event()
         daemon = asyncio.create_task(run_daemon(settings, stop, started=started))
         await started.wait()
-        _print_instructions(stack, settings.metrics_port)
+        print(stack.instructions(settings.metrics_port), file=sys.stdout, flush=True)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
@@ -139,11 +132,70 @@ async def run_local(port: int) -> int:
     return 0
 
 
-def _print_instructions(stack: LocalStack, metrics_port: int) -> None:
-    exports = " ".join(f"{name}={value}" for name, value in stack.aws_environment().items())
-    print(
-        f"""
-pipelined is running on the embedded stack at {stack.endpoint_url}
+# --- the AWS stack ------------------------------------------------------------------------------
+
+
+@contextmanager
+def _aws_demo_stack(name: str, port: int | None) -> Iterator[DemoStack]:
+    from pipelined.local import apply_environment, emulator, provision
+
+    with emulator(port) as endpoint:
+        stack = provision(endpoint, name)
+        apply_environment(stack)
+        yield AwsDemoStack(stack)
+
+
+class AwsDemoStack:
+    scheme = "s3"
+
+    def __init__(self, stack: LocalStack) -> None:
+        self._stack = stack
+        self.input_bucket = stack.input_bucket
+
+    def upload(self, samples: list[Sample]) -> None:
+        s3 = self._stack.client("s3")
+        for sample in samples:
+            s3.put_object(
+                Bucket=self.input_bucket,
+                Key=sample.key,
+                Body=sample.body,
+                ContentType=sample.content_type,
+            )
+
+    def notifications(self, wanted: set[str], deadline: float) -> dict[str, dict[str, Any]]:
+        """Read the topic's subscriber queue."""
+        sqs = self._stack.client("sqs")
+        found: dict[str, dict[str, Any]] = {}
+        while wanted - found.keys() and time.monotonic() < deadline:
+            response = sqs.receive_message(
+                QueueUrl=self._stack.watch_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+            )
+            for message in response.get("Messages", []):
+                notification = unwrap_notification(message["Body"])
+                notification["_attributes"] = notification_attributes(message["Body"])
+                source = notification.get("source")
+                if isinstance(source, dict):
+                    found[str(source["key"])] = notification
+                sqs.delete_message(
+                    QueueUrl=self._stack.watch_queue_url, ReceiptHandle=message["ReceiptHandle"]
+                )
+        return found
+
+    def ledger(self) -> dict[str, tuple[str, str]]:
+        items = self._stack.client("dynamodb").scan(TableName=self._stack.table)["Items"]
+        return {
+            item["object_key"]["S"]: (
+                item.get("status", {}).get("S", "?"),
+                item.get("attempts", {}).get("N", "?"),
+            )
+            for item in items
+        }
+
+    def instructions(self, metrics_port: int) -> str:
+        stack = self._stack
+        exports = " ".join(f"{name}={value}" for name, value in stack.aws_environment().items())
+        return f"""
+pipelined is running on the embedded AWS stack at {stack.endpoint_url}
 
   input bucket   s3://{stack.input_bucket}   (artifacts go to s3://{stack.output_bucket}/pipelined/)
   queue          {stack.queue_url}
@@ -157,7 +209,4 @@ In another terminal:
   .venv/bin/pipelined upload path/to/photo.jpg --bucket {stack.input_bucket}
   .venv/bin/pipelined watch --queue-url {stack.watch_queue_url}
 
-Ctrl-C drains and stops.""",
-        file=sys.stdout,
-        flush=True,
-    )
+Ctrl-C drains and stops."""

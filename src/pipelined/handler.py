@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import structlog
 
@@ -18,7 +19,13 @@ from pipelined.disposition import (
     decide,
 )
 from pipelined.errors import InternalError, PermanentError, PipelinedError, internal_error
-from pipelined.events import IgnoredRecord, MalformedMessageError, ObjectEvent, parse_message
+from pipelined.events import (
+    IgnoredRecord,
+    MalformedMessageError,
+    ObjectEvent,
+    ParsedRecord,
+    parse_message,
+)
 from pipelined.logs import get_logger
 from pipelined.pipeline import Pipeline
 
@@ -32,16 +39,22 @@ class MessageHandler:
     """The consumer's handler: every error becomes a disposition here, nowhere else."""
 
     def __init__(
-        self, pipeline: Pipeline, backoff: BackoffPolicy, rng: random.Random | None = None
+        self,
+        pipeline: Pipeline,
+        backoff: BackoffPolicy,
+        rng: random.Random | None = None,
+        parse: Callable[[Delivery], list[ParsedRecord]] | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._backoff = backoff
         self._rng = rng or random.Random()
+        # How the queue's messages carry events: S3's JSON in the body unless told otherwise.
+        self._parse = parse or _s3_records
 
     async def __call__(self, delivery: Delivery) -> Disposition:
         with structlog.contextvars.bound_contextvars(message_id=delivery.message_id):
             try:
-                records = parse_message(delivery.body)
+                records = self._parse(delivery)
             except MalformedMessageError as error:
                 log.warning("message_malformed", reason=str(error))
                 return Reject(f"malformed message: {error}")
@@ -65,6 +78,10 @@ class MessageHandler:
             except Exception as error:
                 result = _logged(error)
             return decide(result, delivery.receive_count, self._backoff, self._rng)
+
+
+def _s3_records(delivery: Delivery) -> list[ParsedRecord]:
+    return parse_message(delivery.body)
 
 
 def _logged(error: Exception) -> Exception:

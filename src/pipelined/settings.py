@@ -4,18 +4,57 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import stat
 import tempfile
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from PIL import features
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pipelined.errors import ConfigError
-from pipelined.quotas import SQS_MAX_VISIBILITY_TIMEOUT_S, SQS_MAX_WAIT_TIME_S
+from pipelined.quotas import (
+    PUBSUB_MAX_ACK_DEADLINE_S,
+    SQS_MAX_VISIBILITY_TIMEOUT_S,
+    SQS_MAX_WAIT_TIME_S,
+)
 
 ENV_PREFIX = "PIPELINED_"
+Backend = Literal["aws", "gcp"]
+
+BACKEND_SETTINGS: dict[Backend, tuple[str, ...]] = {
+    "aws": ("queue_url", "table", "topic_arn"),
+    "gcp": ("subscription", "topic", "collection", "database"),
+}
+"""The settings that name one backend's resources: required there (unless they have a default),
+refused with the other, where they would be silently ignored."""
+
+_GOOGLE_RESOURCE = re.compile(r"projects/(?P<project>[^/]+)/(?P<kind>[a-z]+)/[^/]+")
+
+
+@dataclass(frozen=True)
+class AwsResources:
+    queue_url: str
+    table: str
+    topic_arn: str
+
+
+@dataclass(frozen=True)
+class GcpResources:
+    project: str
+    subscription: str
+    topic: str
+    collection: str
+    database: str
 
 
 class Settings(BaseSettings):
@@ -31,12 +70,25 @@ class Settings(BaseSettings):
         allow_inf_nan=False,
     )
 
+    # Which cloud: each has its own settings for the queue, the ledger and the topic.
+    backend: Backend = "aws"
+
     # Where the work comes from and where results go.
-    queue_url: str = Field(min_length=1)
     output_bucket: str = Field(min_length=3)
     output_prefix: str = "pipelined/"
-    table: str = Field(min_length=3)
-    topic_arn: str = Field(min_length=1)
+    # AWS: an SQS queue, a DynamoDB table, an SNS topic.
+    queue_url: str | None = Field(default=None, min_length=1)
+    table: str | None = Field(default=None, min_length=3)
+    topic_arn: str | None = Field(default=None, min_length=1)
+    # Google Cloud: a Pub/Sub subscription and topic, a Firestore collection.
+    subscription: str | None = None
+    topic: str | None = None
+    collection: str = Field(default="pipelined-jobs", pattern=r"^[^/]+$", min_length=1)
+    database: str = Field(default="(default)", min_length=1)
+    # Google's own variable; without it, the project the subscription is in.
+    google_cloud_project: str | None = Field(
+        default=None, min_length=1, validation_alias=AliasChoices("GOOGLE_CLOUD_PROJECT")
+    )
 
     # Concurrency.
     max_inflight: int = Field(default=8, ge=1, le=1000)
@@ -81,6 +133,15 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=9400, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
+
+    @field_validator("subscription", "topic")
+    @classmethod
+    def _check_google_resource(cls, name: str | None, info: ValidationInfo) -> str | None:
+        kind = "subscriptions" if info.field_name == "subscription" else "topics"
+        found = _GOOGLE_RESOURCE.fullmatch(name) if name is not None else None
+        if name is not None and (found is None or found["kind"] != kind):
+            raise ValueError(f"must be a full name, projects/PROJECT/{kind}/NAME, not {name!r}")
+        return name
 
     @field_validator("thumbnail_sizes", mode="before")
     @classmethod
@@ -130,15 +191,85 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_relations(self) -> Settings:
-        problems = [problem for check in _RELATIONS if (problem := check(self)) is not None]
+        checks = (*_BACKEND_CHECKS[self.backend], *_RELATIONS)
+        problems = [problem for check in checks if (problem := check(self)) is not None]
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def aws(self) -> AwsResources:
+        """The AWS resources; only with BACKEND=aws, where validation made sure of them all."""
+        assert self.backend == "aws"
+        assert self.queue_url
+        assert self.table
+        assert self.topic_arn
+        return AwsResources(self.queue_url, self.table, self.topic_arn)
+
+    def gcp(self) -> GcpResources:
+        """The Google Cloud resources; only with BACKEND=gcp, where validation made sure of them."""
+        assert self.backend == "gcp"
+        assert self.subscription
+        assert self.topic
+        return GcpResources(
+            project=self.google_cloud_project or _project_of(self.subscription),
+            subscription=self.subscription,
+            topic=self.topic,
+            collection=self.collection,
+            database=self.database,
+        )
 
     @property
     def lease_renew_interval_s(self) -> float:
         """Leases are renewed when a third of them is left, so one failed call is survivable."""
         return max(1.0, self.visibility_timeout_s / 3)
+
+
+def _project_of(resource: str) -> str:
+    found = _GOOGLE_RESOURCE.fullmatch(resource)
+    assert found is not None  # validated
+    return found["project"]
+
+
+def _env_name(field: str) -> str:
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def _backend_settings_present(settings: Settings) -> str | None:
+    """Every setting the chosen backend needs is there; none of the other backend's is."""
+    other: Backend = "gcp" if settings.backend == "aws" else "aws"
+    missing = [
+        _env_name(field)
+        for field in BACKEND_SETTINGS[settings.backend]
+        if getattr(settings, field) is None
+    ]
+    foreign = [
+        _env_name(field) for field in BACKEND_SETTINGS[other] if field in settings.model_fields_set
+    ]
+    problems = []
+    if missing:
+        problems.append(
+            f"{_listed(missing)} required with {ENV_PREFIX}BACKEND={settings.backend} but not set"
+        )
+    if foreign:
+        problems.append(
+            f"{_listed(foreign)} for {ENV_PREFIX}BACKEND={other}, but the backend is "
+            f"{settings.backend}: unset {'it' if len(foreign) == 1 else 'them'}"
+        )
+    return "; ".join(problems) or None
+
+
+def _listed(names: list[str]) -> str:
+    return f"{names[0]} is" if len(names) == 1 else f"{', '.join(names)} are"
+
+
+def _leases_within_ack_deadline_limit(settings: Settings) -> str | None:
+    # Each receive and extension sets the deadline to VISIBILITY_TIMEOUT_S, which Pub/Sub caps.
+    if settings.visibility_timeout_s <= PUBSUB_MAX_ACK_DEADLINE_S:
+        return None
+    return (
+        f"{ENV_PREFIX}VISIBILITY_TIMEOUT_S ({settings.visibility_timeout_s}) is over Pub/Sub's "
+        f"{PUBSUB_MAX_ACK_DEADLINE_S} s limit on an ack deadline"
+    )
 
 
 def _job_fits_in_max_job_time(settings: Settings) -> str | None:
@@ -193,10 +324,15 @@ def _claim_outlives_renewals(settings: Settings) -> str | None:
 
 _RELATIONS = (
     _job_fits_in_max_job_time,
-    _leases_end_within_sqs_limit,
     _retry_delays_are_ordered,
     _claim_outlives_renewals,
 )
+
+_BACKEND_CHECKS = {
+    "aws": (_backend_settings_present, _leases_end_within_sqs_limit),
+    # Pub/Sub bounds each deadline, not the time since the receive: extensions go on forever.
+    "gcp": (_backend_settings_present, _leases_within_ack_deadline_limit),
+}
 
 
 def _staging_dir_problem(tmp_dir: str | None) -> str | None:

@@ -9,14 +9,22 @@ from pathlib import Path
 import boto3
 
 
-def upload(path: str, bucket: str, key: str | None) -> int:
+def upload(path: str, bucket: str, key: str | None, backend: str = "aws") -> int:
     source = Path(path)
     key = key or source.name
     content_type = mimetypes.guess_type(source.name)[0] or "application/octet-stream"
-    boto3.client("s3").upload_file(
-        str(source), bucket, key, ExtraArgs={"ContentType": content_type}
-    )
-    print(f"uploaded s3://{bucket}/{key} ({source.stat().st_size} bytes)")
+    if backend == "gcp":
+        from google.cloud import storage
+
+        blob = storage.Client().bucket(bucket).blob(key)
+        blob.upload_from_filename(str(source), content_type=content_type)
+        url = f"gs://{bucket}/{key}"
+    else:
+        boto3.client("s3").upload_file(
+            str(source), bucket, key, ExtraArgs={"ContentType": content_type}
+        )
+        url = f"s3://{bucket}/{key}"
+    print(f"uploaded {url} ({source.stat().st_size} bytes)")
     return 0
 
 
@@ -31,6 +39,26 @@ def watch(queue_url: str) -> int:
         for message in response.get("Messages", []):
             print(json.dumps(unwrap_notification(message["Body"]), indent=2, ensure_ascii=False))
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def watch_subscription(subscription: str) -> int:
+    """Pull the subscription and print each notification until interrupted."""
+    from google.api_core import exceptions
+    from google.pubsub_v1.services.subscriber import SubscriberClient
+
+    client = SubscriberClient()
+    print(f"watching {subscription} (Ctrl-C to stop)")
+    while True:
+        try:
+            response = client.pull(subscription=subscription, max_messages=10, timeout=20)
+        except exceptions.DeadlineExceeded:
+            continue  # nothing within the wait
+        for received in response.received_messages:
+            notification = json.loads(received.message.data)
+            print(json.dumps(notification, indent=2, ensure_ascii=False))
+        if response.received_messages:
+            ack_ids = [received.ack_id for received in response.received_messages]
+            client.acknowledge(subscription=subscription, ack_ids=ack_ids)
 
 
 def unwrap_notification(body: str) -> dict[str, object]:

@@ -60,7 +60,7 @@ async def crashing_pipeline(stack: LocalStack) -> AsyncIterator[tuple[Pipeline, 
                 Pipeline(
                     S3Store(clients.s3),
                     ledger,
-                    SnsNotifier(clients.sns, settings.topic_arn),
+                    SnsNotifier(clients.sns, stack.topic_arn),
                     NativeCrashRunner(pool),
                     pipeline_config(settings),
                 ),

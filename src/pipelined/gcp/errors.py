@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
+import requests
 from google.api_core import exceptions as api
 from google.auth import exceptions as auth
+from google.cloud.storage import exceptions as media
 
 from pipelined import metrics
 from pipelined.errors import FailureKind, PipelinedError, RetryableError
@@ -27,18 +29,33 @@ GOOGLE_ERRORS: Mapping[type[api.GoogleAPICallError], FailureKind] = {
 }
 
 
-def failure_kind(error: api.GoogleAPICallError) -> FailureKind:
-    """The failure ``error`` is: that of the nearest class GOOGLE_ERRORS lists."""
+SOURCE_ERRORS: Mapping[type[api.GoogleAPICallError], FailureKind] = {
+    # Cloud Storage about the event's own object, from a call that reads it: a generation
+    # that is gone (or an object, for a read of the live one), or one no longer live.
+    api.NotFound: "source_version_deleted",
+    api.PreconditionFailed: "source_overwritten",
+}
+
+
+def failure_kind(error: api.GoogleAPICallError, *, source_object: bool = False) -> FailureKind:
+    """The failure ``error`` is: that of the nearest class GOOGLE_ERRORS (or, for a read of
+    the event's object, SOURCE_ERRORS) lists."""
+    tables = (SOURCE_ERRORS, GOOGLE_ERRORS) if source_object else (GOOGLE_ERRORS,)
     for cls in type(error).__mro__:
-        kind = GOOGLE_ERRORS.get(cls)
-        if kind is not None:
-            return kind
+        for table in tables:
+            kind = table.get(cls)
+            if kind is not None:
+                return kind
     return "cloud_error"
 
 
 @contextmanager
-def translated(operation: str) -> Iterator[None]:
-    """Re-raise Google Cloud errors as the failures GOOGLE_ERRORS names, counting each one."""
+def translated(operation: str, *, source_object: bool = False) -> Iterator[None]:
+    """Re-raise Google Cloud errors as the failures GOOGLE_ERRORS names, counting each one.
+
+    ``source_object``: the call reads the event's source object, so errors saying it is gone
+    or overwritten are that object's permanent failures (SOURCE_ERRORS).
+    """
     try:
         yield
     except api.RetryError as error:
@@ -46,11 +63,11 @@ def translated(operation: str) -> Iterator[None]:
         metrics.AWS_ERRORS.labels(operation).inc()
         cause = error.cause
         if isinstance(cause, api.GoogleAPICallError):
-            raise _failure(operation, cause) from error
+            raise _failure(operation, cause, source_object=source_object) from error
         raise RetryableError.of("cloud_unreachable", operation=operation, detail=error) from error
     except api.GoogleAPICallError as error:
         metrics.AWS_ERRORS.labels(operation).inc()
-        raise _failure(operation, error) from error
+        raise _failure(operation, error, source_object=source_object) from error
     except auth.RefreshError as error:
         # No token for the credentials found: a service account key revoked, a metadata
         # server refusing, a workload identity misconfigured.
@@ -58,12 +75,22 @@ def translated(operation: str) -> Iterator[None]:
         raise RetryableError.of(
             "access_denied", operation=operation, code=type(error).__name__
         ) from error
-    except (auth.TransportError, TimeoutError) as error:
+    except (auth.TransportError, TimeoutError, requests.RequestException) as error:
+        # Cloud Storage's client speaks HTTP through requests: no connection, or no answer.
         metrics.AWS_ERRORS.labels(operation).inc()
         raise RetryableError.of("cloud_unreachable", operation=operation, detail=error) from error
+    except (media.InvalidResponse, media.DataCorruption) as error:
+        # A download cut short or failing its checksum: the bytes are fine, the transfer not.
+        metrics.AWS_ERRORS.labels(operation).inc()
+        raise RetryableError.of(
+            "cloud_error", operation=operation, code=type(error).__name__, detail=error
+        ) from error
 
 
-def _failure(operation: str, error: api.GoogleAPICallError) -> PipelinedError:
+def _failure(
+    operation: str, error: api.GoogleAPICallError, *, source_object: bool = False
+) -> PipelinedError:
     # The class name is the code an operator searches for (PermissionDenied, Aborted, ...).
     code = type(error).__name__
-    return PipelinedError.of(failure_kind(error), operation=operation, code=code, detail=error)
+    kind = failure_kind(error, source_object=source_object)
+    return PipelinedError.of(kind, operation=operation, code=code, detail=error)

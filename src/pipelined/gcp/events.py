@@ -33,7 +33,7 @@ GENERATION_DIGITS = 19
 """A generation is an int64: at most 19 digits."""
 
 
-def parse_gcs_message(data: bytes, attributes: Mapping[str, str]) -> list[ParsedRecord]:
+def parse_gcs_message(data: str | bytes, attributes: Mapping[str, str]) -> list[ParsedRecord]:
     """Parse a notification into records; raise MalformedMessageError with the reason if bad."""
     event_type = _require(attributes, "eventType")
     if event_type in IGNORED_EVENTS:
@@ -61,7 +61,7 @@ def parse_gcs_message(data: bytes, attributes: Mapping[str, str]) -> list[Parsed
     ]
 
 
-def _payload(data: bytes, payload_format: str) -> dict[str, Any]:
+def _payload(data: str | bytes, payload_format: str) -> dict[str, Any]:
     if payload_format == "NONE":
         return {}
     if payload_format != "JSON_API_V1":

@@ -1,0 +1,84 @@
+"""Long-lived Google Cloud clients, opened once and closed together by an AsyncExitStack.
+
+Endpoints and identity come from Google's standard variables: Application Default Credentials,
+GOOGLE_CLOUD_PROJECT, and each service's emulator variable. A client whose emulator variable is
+set gets anonymous credentials, so no developer's real credentials are ever looked up for it.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+import google.auth
+from google.auth.credentials import AnonymousCredentials, Credentials
+from google.auth.transport.requests import AuthorizedSession
+from google.cloud import firestore, storage
+from google.pubsub_v1.services.publisher import PublisherAsyncClient
+from google.pubsub_v1.services.subscriber import SubscriberAsyncClient
+from requests.adapters import HTTPAdapter
+
+PUBSUB_EMULATOR = "PUBSUB_EMULATOR_HOST"
+FIRESTORE_EMULATOR = "FIRESTORE_EMULATOR_HOST"
+STORAGE_EMULATOR = "STORAGE_EMULATOR_HOST"
+CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+
+
+@dataclass(frozen=True)
+class GoogleClients:
+    subscriber: SubscriberAsyncClient
+    publisher: PublisherAsyncClient
+    firestore: firestore.AsyncClient
+    storage: storage.Client
+    storage_credentials: Credentials
+    storage_executor: ThreadPoolExecutor
+
+
+def credentials_for(emulator_variable: str) -> Credentials:
+    """Anonymous credentials for an emulated service, else Application Default Credentials."""
+    if os.environ.get(emulator_variable):
+        return AnonymousCredentials()  # type: ignore[no-untyped-call]  # google-auth's
+    found, _ = google.auth.default(scopes=[CLOUD_PLATFORM_SCOPE])
+    return found
+
+
+async def open_clients(
+    stack: AsyncExitStack, project: str, database: str, max_connections: int
+) -> GoogleClients:
+    """Open every client once. ``max_connections`` bounds Cloud Storage's threads and pool."""
+    subscriber = SubscriberAsyncClient(credentials=credentials_for(PUBSUB_EMULATOR))
+    stack.push_async_callback(subscriber.transport.close)
+    publisher = PublisherAsyncClient(credentials=credentials_for(PUBSUB_EMULATOR))
+    stack.push_async_callback(publisher.transport.close)
+    ledger = firestore.AsyncClient(
+        project=project, database=database, credentials=credentials_for(FIRESTORE_EMULATOR)
+    )
+    storage_credentials = credentials_for(STORAGE_EMULATOR)
+    storage_client = storage.Client(
+        project=project,
+        credentials=storage_credentials,
+        _http=_pooled_session(storage_credentials, max_connections),
+    )
+    stack.callback(storage_client.close)
+    executor = ThreadPoolExecutor(max_connections, thread_name_prefix="gcs")
+    stack.callback(executor.shutdown, wait=False, cancel_futures=True)
+    return GoogleClients(
+        subscriber=subscriber,
+        publisher=publisher,
+        firestore=ledger,
+        storage=storage_client,
+        storage_credentials=storage_credentials,
+        storage_executor=executor,
+    )
+
+
+def _pooled_session(credentials: Credentials, max_connections: int) -> AuthorizedSession:
+    """requests keeps 10 connections per host by default: fewer than the daemon's concurrent
+    transfers, which would each open a new one and drop it after."""
+    session = AuthorizedSession(credentials)  # type: ignore[no-untyped-call]  # google-auth's
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max_connections)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
