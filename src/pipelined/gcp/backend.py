@@ -26,7 +26,7 @@ async def open_gcp_backend(
     return Backend(
         queue=queue,
         parse=lambda delivery: parse_gcs_message(delivery.body, delivery.attributes),
-        store=GcsStore(clients.storage, clients.storage_executor, clients.storage_credentials),
+        store=GcsStore(clients.storage, clients.storage_executor, clients.signing_credentials),
         ledger_store=FirestoreLedgerStore(clients.firestore, resources.collection),
         notifier=PubSubNotifier(clients.publisher, resources.topic),
         source=resources.subscription,

@@ -16,6 +16,7 @@ import google.auth
 from google.auth.credentials import AnonymousCredentials, Credentials
 from google.auth.transport.requests import AuthorizedSession
 from google.cloud import firestore, storage
+from google.oauth2 import service_account
 from google.pubsub_v1.services.publisher import PublisherAsyncClient
 from google.pubsub_v1.services.subscriber import SubscriberAsyncClient
 from requests.adapters import HTTPAdapter
@@ -23,6 +24,7 @@ from requests.adapters import HTTPAdapter
 PUBSUB_EMULATOR = "PUBSUB_EMULATOR_HOST"
 FIRESTORE_EMULATOR = "FIRESTORE_EMULATOR_HOST"
 STORAGE_EMULATOR = "STORAGE_EMULATOR_HOST"
+CREDENTIALS_FILE = "GOOGLE_APPLICATION_CREDENTIALS"
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 
 
@@ -32,14 +34,15 @@ class GoogleClients:
     publisher: PublisherAsyncClient
     firestore: firestore.AsyncClient
     storage: storage.Client
-    storage_credentials: Credentials
+    signing_credentials: Credentials
+    """What signs URLs: the storage client's credentials, but see _signing_credentials."""
     storage_executor: ThreadPoolExecutor
 
 
 def credentials_for(emulator_variable: str) -> Credentials:
     """Anonymous credentials for an emulated service, else Application Default Credentials."""
     if os.environ.get(emulator_variable):
-        return AnonymousCredentials()  # type: ignore[no-untyped-call]  # google-auth's
+        return AnonymousCredentials()
     found, _ = google.auth.default(scopes=[CLOUD_PLATFORM_SCOPE])
     return found
 
@@ -69,15 +72,28 @@ async def open_clients(
         publisher=publisher,
         firestore=ledger,
         storage=storage_client,
-        storage_credentials=storage_credentials,
+        signing_credentials=_signing_credentials(storage_credentials),
         storage_executor=executor,
     )
+
+
+def _signing_credentials(storage_credentials: Credentials) -> Credentials:
+    """The storage client's credentials, unless it talks to the emulator anonymously and a key
+    file is named by GOOGLE_APPLICATION_CREDENTIALS: then that key signs (the emulator checks no
+    signature, but a signed URL needs a signer all the same; its requests stay anonymous, since
+    the key's tokens could only be fetched from Google)."""
+    key_file = os.environ.get(CREDENTIALS_FILE)
+    if not os.environ.get(STORAGE_EMULATOR) or not key_file:
+        return storage_credentials
+    # Only a service account's key can sign a URL.
+    signer: Credentials = service_account.Credentials.from_service_account_file(key_file)
+    return signer
 
 
 def _pooled_session(credentials: Credentials, max_connections: int) -> AuthorizedSession:
     """requests keeps 10 connections per host by default: fewer than the daemon's concurrent
     transfers, which would each open a new one and drop it after."""
-    session = AuthorizedSession(credentials)  # type: ignore[no-untyped-call]  # google-auth's
+    session = AuthorizedSession(credentials)
     adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max_connections)
     session.mount("https://", adapter)
     session.mount("http://", adapter)

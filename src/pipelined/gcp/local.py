@@ -57,7 +57,7 @@ SUBSCRIPTION_ACK_DEADLINE_S = 60  # the receive sets the daemon's own; this is f
 MAX_DELIVERY_ATTEMPTS = 5  # Pub/Sub allows 5 to 100
 RETRY_MIN_BACKOFF_S = 10
 RETRY_MAX_BACKOFF_S = 600
-ANONYMOUS = AnonymousCredentials()  # type: ignore[no-untyped-call]  # google-auth's
+ANONYMOUS = AnonymousCredentials()
 
 
 class EmulatorUnavailableError(RuntimeError):

@@ -116,9 +116,13 @@ def _signed_url(blob: storage.Blob, credentials: auth_credentials.Credentials, t
     """
     expiration = timedelta(seconds=ttl_s)
     if isinstance(credentials, auth_credentials.Signing):
-        return str(blob.generate_signed_url(version="v4", expiration=expiration, method="GET"))
+        return str(
+            blob.generate_signed_url(
+                version="v4", expiration=expiration, method="GET", credentials=credentials
+            )
+        )
     if not credentials.valid:
-        credentials.refresh(auth_requests.Request())  # type: ignore[no-untyped-call]
+        credentials.refresh(auth_requests.Request())
     return str(
         blob.generate_signed_url(
             version="v4",

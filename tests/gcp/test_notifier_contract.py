@@ -1,0 +1,47 @@
+"""The Notifier port on a Pub/Sub topic, read back through the stack's subscription of it: the
+contract every notifier passes (tests/integration/notifier_contract.py)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from typing import Any
+
+import pytest
+from google.api_core import exceptions
+
+from pipelined.gcp.clients import open_clients
+from pipelined.gcp.local import GcpStack, subscriber
+from pipelined.gcp.notifier import PubSubNotifier
+from tests.integration.notifier_contract import NotifierBackend, NotifierContract
+
+
+class TestPubSubNotifier(NotifierContract):
+    @pytest.fixture
+    async def backend(
+        self, gcp: GcpStack, monkeypatch: pytest.MonkeyPatch
+    ) -> AsyncIterator[NotifierBackend]:
+        for name, value in gcp.google_environment().items():
+            monkeypatch.setenv(name, value)
+        client = subscriber(gcp.emulators.pubsub_host)
+
+        def received() -> list[tuple[dict[str, Any], dict[str, str]]]:
+            try:
+                response = client.pull(
+                    subscription=gcp.watch_subscription, max_messages=10, timeout=1
+                )
+            except exceptions.DeadlineExceeded:
+                return []
+            messages = response.received_messages
+            if messages:
+                ack_ids = [message.ack_id for message in messages]
+                client.acknowledge(subscription=gcp.watch_subscription, ack_ids=ack_ids)
+            return [
+                (json.loads(message.message.data), dict(message.message.attributes))
+                for message in messages
+            ]
+
+        async with AsyncExitStack() as exits:
+            clients = await open_clients(exits, gcp.project, "(default)", max_connections=4)
+            yield NotifierBackend(PubSubNotifier(clients.publisher, gcp.results_topic), received)
