@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo local test lint typecheck unit bench chaos clean lint-deploy venv
+.PHONY: demo demo-gcp local local-gcp test lint typecheck unit bench chaos clean lint-deploy venv
 
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,16 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/pipelined demo
 
+# The same on Google Cloud's emulators: Pub/Sub and Firestore (Java, from the Cloud SDK's
+# components) and fake-gcs-server (from its wheel).
+demo-gcp: $(STAMP)
+	$(BIN)/pipelined demo --backend gcp
+
 local: $(STAMP)
 	$(BIN)/pipelined local
+
+local-gcp: $(STAMP)
+	$(BIN)/pipelined local --backend gcp
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
