@@ -40,7 +40,7 @@ async def open_backend(
     if settings.backend == "gcp":
         from pipelined.gcp.backend import open_gcp_backend
 
-        return await open_gcp_backend(settings, stack, max_connections)
+        return await open_gcp_backend(settings, stack, max_connections, throttled)
     from pipelined.aws.backend import open_aws_backend
 
     return await open_aws_backend(settings, stack, max_connections, throttled)

@@ -64,6 +64,9 @@ class ThrottleSignal:
     def subscribe(self, listener: Callable[[], None]) -> None:
         self._listeners.append(listener)
 
+    def unsubscribe(self, listener: Callable[[], None]) -> None:
+        self._listeners.remove(listener)
+
     def __call__(self) -> None:
         for listener in self._listeners:
             listener()

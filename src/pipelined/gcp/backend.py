@@ -5,7 +5,9 @@ from __future__ import annotations
 from contextlib import AsyncExitStack
 
 from pipelined.backends import Backend
+from pipelined.concurrency import ThrottleSignal
 from pipelined.gcp.clients import open_clients
+from pipelined.gcp.errors import THROTTLED
 from pipelined.gcp.events import parse_gcs_message
 from pipelined.gcp.ledger import FirestoreLedgerStore
 from pipelined.gcp.notifier import PubSubNotifier
@@ -15,10 +17,12 @@ from pipelined.settings import Settings
 
 
 async def open_gcp_backend(
-    settings: Settings, stack: AsyncExitStack, max_connections: int
+    settings: Settings, stack: AsyncExitStack, max_connections: int, throttled: ThrottleSignal
 ) -> Backend:
     """The ports on this cloud, their clients opened on ``stack``."""
     resources = settings.gcp()
+    THROTTLED.subscribe(throttled)
+    stack.callback(THROTTLED.unsubscribe, throttled)
     clients = await open_clients(
         stack, resources.project, resources.database, max_connections=max_connections
     )

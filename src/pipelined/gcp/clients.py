@@ -63,6 +63,7 @@ async def open_clients(
         project=project,
         credentials=storage_credentials,
         _http=_pooled_session(storage_credentials, max_connections),
+        client_options=_storage_emulator_endpoint(),
     )
     stack.callback(storage_client.close)
     executor = ThreadPoolExecutor(max_connections, thread_name_prefix="gcs")
@@ -75,6 +76,16 @@ async def open_clients(
         signing_credentials=_signing_credentials(storage_credentials),
         storage_executor=executor,
     )
+
+
+def _storage_emulator_endpoint() -> dict[str, str] | None:
+    """STORAGE_EMULATOR_HOST as an endpoint. The client takes it as a URL, while the other
+    emulator variables are host:port, and it is often written so too: a value without a scheme
+    is taken to mean plain HTTP, rather than failing every request."""
+    host = os.environ.get(STORAGE_EMULATOR, "")
+    if not host or "://" in host:
+        return None  # the client reads the variable itself
+    return {"api_endpoint": f"http://{host}"}
 
 
 def _signing_credentials(storage_credentials: Credentials) -> Credentials:

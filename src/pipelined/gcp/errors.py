@@ -17,6 +17,7 @@ from google.auth import exceptions as auth
 from google.cloud.storage import exceptions as media
 
 from pipelined import metrics
+from pipelined.concurrency import ThrottleSignal
 from pipelined.errors import FailureKind, PipelinedError, RetryableError
 
 GOOGLE_ERRORS: Mapping[type[api.GoogleAPICallError], FailureKind] = {
@@ -28,6 +29,11 @@ GOOGLE_ERRORS: Mapping[type[api.GoogleAPICallError], FailureKind] = {
     api.Unauthenticated: "access_denied",
 }
 
+
+THROTTLED = ThrottleSignal()
+"""Every Google call that ended throttled. The Google clients give no hook into their own
+retries (botocore's needs-retry event is how AWS's are seen), so a throttle is seen here, once
+those retries are spent; the backend subscribes the daemon's signal for as long as it runs."""
 
 SOURCE_ERRORS: Mapping[type[api.GoogleAPICallError], FailureKind] = {
     # Cloud Storage about the event's own object, from a call that reads it: a generation
@@ -93,4 +99,6 @@ def _failure(
     # The class name is the code an operator searches for (PermissionDenied, Aborted, ...).
     code = type(error).__name__
     kind = failure_kind(error, source_object=source_object)
+    if kind == "throttled":
+        THROTTLED()
     return PipelinedError.of(kind, operation=operation, code=code, detail=error)
