@@ -19,6 +19,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from pipelined.errors import SourceGoneError, SourceOverwrittenError
 from pipelined.events import ObjectEvent
 from pipelined.gcp.clients import open_clients
 from pipelined.gcp.local import GcpStack
@@ -95,3 +96,26 @@ async def test_a_signed_url_is_v4_and_expires_when_asked(
     assert query["X-Goog-Algorithm"] == ["GOOG4-RSA-SHA256"]
     assert query["X-Goog-Expires"] == [str(7 * 24 * 3600)]
     assert query["X-Goog-Credential"][0].startswith(f"pipelined@{gcp.project}.iam")
+
+
+async def test_in_a_bucket_without_versions_an_overwrite_is_stale_and_a_delete_gone(
+    gcp: GcpStack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Without versioning a new generation replaces the old one for good: reading the old one
+    finds nothing, which must say "overwritten" (a stale event), not "this version deleted"."""
+    for name, value in gcp.google_environment().items():
+        monkeypatch.setenv(name, value)
+    client = gcp.storage_client()
+    bucket = client.create_bucket(f"{gcp.input_bucket}-plain")
+    first = bucket.blob("photo.jpg")
+    first.upload_from_string(b"first")
+    event = ObjectEvent(bucket=bucket.name, key="photo.jpg", version_id=str(first.generation))
+    bucket.blob("photo.jpg").upload_from_string(b"second")
+    async with AsyncExitStack() as exits:
+        clients = await open_clients(exits, gcp.project, "(default)", max_connections=2)
+        store = GcsStore(clients.storage, clients.storage_executor, clients.signing_credentials)
+        with pytest.raises(SourceOverwrittenError):
+            await store.download(event, tmp_path / "source", max_bytes=100)
+        bucket.blob("photo.jpg").delete()
+        with pytest.raises(SourceGoneError, match="the file was deleted"):
+            await store.download(event, tmp_path / "source", max_bytes=100)

@@ -21,7 +21,12 @@ from google.auth import credentials as auth_credentials
 from google.auth.transport import requests as auth_requests
 from google.cloud import storage
 
-from pipelined.errors import LimitExceededError, SourceOverwrittenError
+from pipelined.errors import (
+    LimitExceededError,
+    PermanentError,
+    SourceGoneError,
+    SourceOverwrittenError,
+)
 from pipelined.events import ObjectEvent
 from pipelined.gcp.errors import translated
 from pipelined.pipeline import ObjectInfo
@@ -59,12 +64,32 @@ class GcsStore:
         pinned = None if current_only else generation
         blob = self._client.bucket(event.bucket).blob(event.key, generation=pinned)
         condition = {"if_generation_match": generation} if current_only else {}
-        with translated("storage.objects.get", source_object=True), destination.open("wb") as file:
-            capped = _CappedWriter(file, max_bytes)
-            await self._call(blob.download_to_file, capped, **condition)
+        try:
+            with (
+                translated("storage.objects.get", source_object=True),
+                destination.open("wb") as file,
+            ):
+                capped = _CappedWriter(file, max_bytes)
+                await self._call(blob.download_to_file, capped, **condition)
+        except SourceGoneError:
+            raise await self._why_gone(event) from None
         if current_only and generation is not None and blob.generation != generation:
             raise SourceOverwrittenError.of("source_overwritten")
         return ObjectInfo(size=capped.written, etag=blob.etag, content_type=blob.content_type)
+
+    async def _why_gone(self, event: ObjectEvent) -> PermanentError:
+        """Why the event's generation could not be read: the object was deleted, or written
+        again. In a bucket without versioning, a new generation replaces the old one for good,
+        so a generation that is gone is most often an overwrite: a stale event, not a failure."""
+        live = self._client.bucket(event.bucket).blob(event.key)
+        try:
+            with translated("storage.objects.get", source_object=True):
+                await self._call(live.reload)
+        except SourceGoneError:
+            return SourceGoneError.of("source_deleted")
+        if str(live.generation) != event.version_id:
+            return SourceOverwrittenError.of("source_overwritten")
+        return SourceGoneError.of("source_version_deleted")
 
     async def upload(self, bucket: str, key: str, source: Path, content_type: str) -> int:
         blob = self._client.bucket(bucket).blob(key)
