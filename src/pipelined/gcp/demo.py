@@ -19,7 +19,8 @@ PULL_TIMEOUT_S = 1.0
 
 @contextmanager
 def gcp_demo_stack(name: str) -> Iterator[GcpDemoStack]:
-    with gcp_stack(name) as stack:
+    # Detached: a Ctrl-C is the daemon's to drain on; the emulators are stopped after it.
+    with gcp_stack(name, detached=True) as stack:
         apply_environment(stack)
         yield GcpDemoStack(stack)
 

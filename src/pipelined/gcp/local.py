@@ -228,9 +228,11 @@ def running(
     probe_url: str,
     log: Path,
     environment: Mapping[str, str] | None = None,
+    *,
+    detached: bool = False,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run an emulator until ``probe_url`` answers 200; stop it (TERM, then KILL) at the end."""
-    process = _spawn(command, log, environment)
+    process = _spawn(command, log, environment, detached=detached)
     try:
         _wait_until_up(process, probe_url, log)
         yield process
@@ -239,14 +241,23 @@ def running(
 
 
 def _spawn(
-    command: list[str], log: Path, environment: Mapping[str, str] | None = None
+    command: list[str],
+    log: Path,
+    environment: Mapping[str, str] | None = None,
+    *,
+    detached: bool = False,
 ) -> subprocess.Popen[bytes]:
+    """Start an emulator; ``detached``, in a session of its own, so that a Ctrl-C (or any
+    signal to the process group) meant for a daemon in front of it does not stop it before the
+    daemon has drained. It is stopped after, either way."""
     with log.open("ab") as output:
         return subprocess.Popen(
             command,
+            stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(environment or {})},
+            start_new_session=detached,
         )
 
 
@@ -277,7 +288,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def java_emulators(log_dir: Path) -> Iterator[tuple[str, str]]:
+def java_emulators(log_dir: Path, *, detached: bool = False) -> Iterator[tuple[str, str]]:
     """The Pub/Sub and Firestore emulators, started side by side; yield their host:ports."""
     ports = {"pubsub": free_port(), "firestore": free_port()}
     commands = {"pubsub": pubsub_command, "firestore": firestore_command}
@@ -285,7 +296,8 @@ def java_emulators(log_dir: Path) -> Iterator[tuple[str, str]]:
         # Both JVMs start at once: each takes seconds, mostly waiting.
         processes = {}
         for name, port in ports.items():
-            processes[name] = _spawn(commands[name](port), log_dir / f"{name}.log")
+            log = log_dir / f"{name}.log"
+            processes[name] = _spawn(commands[name](port), log, detached=detached)
             stack.callback(_stop, processes[name])
         for name, process in processes.items():
             _wait_until_up(process, f"http://127.0.0.1:{ports[name]}/", log_dir / f"{name}.log")
@@ -294,14 +306,16 @@ def java_emulators(log_dir: Path) -> Iterator[tuple[str, str]]:
 
 
 @contextmanager
-def storage_emulator(log_dir: Path, pubsub_host: str, notify: Notification | None) -> Iterator[str]:
+def storage_emulator(
+    log_dir: Path, pubsub_host: str, notify: Notification | None, *, detached: bool = False
+) -> Iterator[str]:
     """fake-gcs-server, publishing to ``notify`` on the Pub/Sub emulator; yield its URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = log_dir / "storage.log"
-    with running(
-        storage_command(port, notify), f"{url}/storage/v1/b", log, {PUBSUB_EMULATOR: pubsub_host}
-    ):
+    command = storage_command(port, notify)
+    environment = {PUBSUB_EMULATOR: pubsub_host}
+    with running(command, f"{url}/storage/v1/b", log, environment, detached=detached):
         yield url
 
 
@@ -388,23 +402,28 @@ def gcp_stack(
     same_bucket: bool = True,
     retry_policy: bool = True,
     log_dir: Path | None = None,
+    detached: bool = False,
 ) -> Iterator[GcpStack]:
     """Start what is needed and provision a stack in a project of its own; yield it.
 
     ``java_hosts``: Pub/Sub and Firestore emulators already running (a test session's), as
     (pubsub host:port, firestore host:port); else both are started here and stopped after.
+    ``detached``: the emulators started here ignore signals sent to this process's group (a
+    Ctrl-C), for a daemon in this process that drains on them (see _spawn).
     """
     name = name or f"pipelined-{uuid.uuid4().hex[:8]}"
     project = f"{name}-project"
     with ExitStack() as stack:
         logs = log_dir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
         if java_hosts is None:
-            java_hosts = stack.enter_context(java_emulators(logs))
+            java_hosts = stack.enter_context(java_emulators(logs, detached=detached))
         pubsub_host, firestore_host = java_hosts
         topics = provision_topics(pubsub_host, project, name, retry_policy=retry_policy)
         input_bucket, output_bucket = bucket_names(name, same_bucket=same_bucket)
         notify = Notification(project, input_bucket, topics.topic)
-        storage_url = stack.enter_context(storage_emulator(logs, pubsub_host, notify))
+        storage_url = stack.enter_context(
+            storage_emulator(logs, pubsub_host, notify, detached=detached)
+        )
         emulators = Emulators(pubsub_host, firestore_host, storage_url)
         provision_buckets(emulators, project, (input_bucket, output_bucket))
         yield GcpStack(
