@@ -116,6 +116,8 @@ async def test_in_a_bucket_without_versions_an_overwrite_is_stale_and_a_delete_g
         store = GcsStore(clients.storage, clients.storage_executor, clients.signing_credentials)
         with pytest.raises(SourceOverwrittenError):
             await store.download(event, tmp_path / "source", max_bytes=100)
+        with pytest.raises(SourceOverwrittenError):  # as the size is asked for when unknown
+            await store.head(bucket.name, "photo.jpg", event.version_id)
         bucket.blob("photo.jpg").delete()
         with pytest.raises(SourceGoneError, match="the file was deleted"):
             await store.download(event, tmp_path / "source", max_bytes=100)

@@ -47,8 +47,11 @@ class GcsStore:
 
     async def head(self, bucket: str, key: str, version_id: str | None) -> ObjectInfo:
         blob = self._client.bucket(bucket).blob(key, generation=_generation(version_id))
-        with translated("storage.objects.get", source_object=True):
-            await self._call(blob.reload)
+        try:
+            with translated("storage.objects.get", source_object=True):
+                await self._call(blob.reload)
+        except SourceGoneError:
+            raise await self._why_gone(bucket, key, version_id) from None
         return ObjectInfo(size=blob.size or 0, etag=blob.etag, content_type=blob.content_type)
 
     async def download(
@@ -72,22 +75,22 @@ class GcsStore:
                 capped = _CappedWriter(file, max_bytes)
                 await self._call(blob.download_to_file, capped, **condition)
         except SourceGoneError:
-            raise await self._why_gone(event) from None
+            raise await self._why_gone(event.bucket, event.key, event.version_id) from None
         if current_only and generation is not None and blob.generation != generation:
             raise SourceOverwrittenError.of("source_overwritten")
         return ObjectInfo(size=capped.written, etag=blob.etag, content_type=blob.content_type)
 
-    async def _why_gone(self, event: ObjectEvent) -> PermanentError:
-        """Why the event's generation could not be read: the object was deleted, or written
-        again. In a bucket without versioning, a new generation replaces the old one for good,
-        so a generation that is gone is most often an overwrite: a stale event, not a failure."""
-        live = self._client.bucket(event.bucket).blob(event.key)
+    async def _why_gone(self, bucket: str, key: str, version_id: str | None) -> PermanentError:
+        """Why a generation could not be read: the object was deleted, or written again. In a
+        bucket without versioning, a new generation replaces the old one for good, so a
+        generation that is gone is most often an overwrite: a stale event, not a failure."""
+        live = self._client.bucket(bucket).blob(key)
         try:
             with translated("storage.objects.get", source_object=True):
                 await self._call(live.reload)
         except SourceGoneError:
             return SourceGoneError.of("source_deleted")
-        if str(live.generation) != event.version_id:
+        if str(live.generation) != version_id:
             return SourceOverwrittenError.of("source_overwritten")
         return SourceGoneError.of("source_version_deleted")
 
