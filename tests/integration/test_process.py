@@ -89,13 +89,22 @@ def run_to_exit(env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
     )
 
 
-def test_a_missing_setting_stops_start_up_with_exit_code_2() -> None:
+@pytest.mark.parametrize(
+    ("given", "named"),
+    [
+        ({}, "PIPELINED_OUTPUT_BUCKET is required"),
+        ({"PIPELINED_OUTPUT_BUCKET": "artifacts"}, "PIPELINED_QUEUE_URL, PIPELINED_TABLE"),
+    ],
+)
+def test_a_missing_setting_stops_start_up_with_exit_code_2(
+    given: dict[str, str], named: str
+) -> None:
     env = {name: value for name, value in os.environ.items() if not name.startswith("PIPELINED_")}
-    result = run_to_exit(env)
+    result = run_to_exit({**env, **given})
     assert result.returncode == 2
     lines = result.stderr.decode().strip().splitlines()
     assert len(lines) == 1
-    assert "PIPELINED_QUEUE_URL is required" in lines[0]
+    assert named in lines[0]
 
 
 def test_a_bad_setting_is_named(stack: LocalStack) -> None:
