@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-gcp local local-gcp test lint typecheck unit bench chaos clean lint-deploy venv
+.PHONY: demo demo-gcp local local-gcp test lint typecheck unit bench chaos chaos-gcp clean lint-deploy venv
 
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ test: lint typecheck unit lint-deploy
 # on any loss or duplicate. A short form of it runs in make test.
 chaos: $(STAMP)
 	$(BIN)/python bench/chaos.py --files 200 --kills 20 --duration 600
+
+# The same on the embedded Google Cloud stack: SIGKILLs, SIGTERM restarts and duplicate bucket
+# notifications (no network faults: the fault proxy speaks HTTP, Pub/Sub and Firestore gRPC).
+chaos-gcp: $(STAMP)
+	$(BIN)/python bench/chaos.py --backend gcp --files 200 --kills 20 --duration 600
 
 bench: $(STAMP)
 	$(BIN)/pip install --quiet pyvips==3.2.0 pyvips-binary==8.18.7

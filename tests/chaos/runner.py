@@ -12,8 +12,23 @@ One run:
 4. audit, from the emulator directly: ledger, notifications on the watch queue, artifacts under
    the output prefix, what is left on the main queue and in the dead-letter queue.
 
-Used by ``tests/chaos/test_chaos_short.py`` (short form, in ``make test``) and by
-``bench/chaos.py`` (long form).
+On Google Cloud (``run_gcp_chaos``) a run is the same on the embedded GCP stack (the Pub/Sub,
+Firestore and Cloud Storage emulators), with other faults:
+
+- no network faults: the fault proxy speaks HTTP to AWS's APIs, while Pub/Sub and Firestore
+  are gRPC. Only SIGKILLs (each followed by a replacement), SIGTERM and restart, and duplicate
+  notifications: copies (data and attributes) of real Cloud Storage notifications, taken from
+  a second subscription of the bucket's topic and published onto it again, as Cloud Storage's
+  at-least-once delivery may;
+- the subscription has no retry policy (with one, the emulator stops redelivering a message
+  after its third lease expiry) and the least ack deadline Pub/Sub allows, 10 s: a daemon
+  killed between a pull and the deadline change that follows leaves its messages leased for
+  that long;
+- artifacts are expected under each object's generation, and the audit reads what is left on
+  the subscriptions by pulling them once the leases of killed daemons have run out.
+
+Used by ``tests/chaos/test_chaos_short.py`` and ``tests/chaos/test_chaos_gcp_short.py`` (short
+forms, in ``make test``) and by ``bench/chaos.py`` (long forms).
 """
 
 from __future__ import annotations
@@ -35,10 +50,14 @@ from statistics import median
 from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote_plus
 
+from google.pubsub_v1 import types as pubsub
+
+from pipelined.gcp.local import GcpStack, gcp_stack
 from pipelined.layout import artifact_prefix
 from pipelined.local import LocalStack, emulator, provision
 from tests.faults.daemon import (
     Daemon,
+    Notification,
     Upload,
     Watcher,
     ledger,
@@ -53,6 +72,18 @@ from tests.faults.proxy import (
     internal_error,
     throttle,
 )
+from tests.gcp.helpers import (
+    GcpDaemon,
+    GcpWatcher,
+    backlog,
+    drain_tap,
+    object_ids,
+    object_names,
+    republish,
+    subscriber_of,
+    tap,
+)
+from tests.gcp.helpers import ledger as gcp_ledger
 from tests.integration.helpers import queue_counts
 
 OUTPUT_PREFIX = "pipelined/"
@@ -70,6 +101,11 @@ FAULT_WEIGHTS: dict[str, float] = {
     "blackhole": 0.5,
     "refuse": 1.0,
 }
+# On Google Cloud: no network faults (see the module's docstring).
+GCP_FAULT_WEIGHTS: dict[str, float] = {"term": 1.0, "duplicate": 2.0}
+DUPLICATES_AT_ONCE = 3  # the most copies one duplicate fault publishes
+RECENT_ORIGINALS = 3  # what counts as the latest uploads' notifications, to copy
+GCP_ACK_DEADLINE_S = 10  # the subscription's own: the least Pub/Sub allows
 
 
 @dataclass(frozen=True)
@@ -91,6 +127,7 @@ class ChaosConfig:
 @dataclass
 class ChaosReport:
     config: ChaosConfig
+    backend: Literal["aws", "gcp"] = "aws"
     uploaded: int = 0
     processed: int = 0
     failed_as_expected: int = 0
@@ -104,6 +141,7 @@ class ChaosReport:
     dup_artifacts: int = 0  # artifact keys outside the deterministic expected set
     missing_artifacts: int = 0
     dead_lettered: int = 0
+    duplicates_published: int = 0  # copies of real notifications published again (GCP)
     left_visible: int = 0
     left_in_flight: int = 0
     kills: int = 0
@@ -163,8 +201,7 @@ class ChaosReport:
             ("duplicate artifacts (keys outside the expected set)", str(self.dup_artifacts)),
             ("missing artifacts", str(self.missing_artifacts)),
             ("left in the DLQ", str(self.dead_lettered)),
-            ("left on the main queue (visible / in flight)",
-             f"{self.left_visible} / {self.left_in_flight}"),
+            *self._left_on_the_queue(),
             ("daemons (K)", str(c.daemons)),
             ("SIGKILLs (each followed by a replacement)", str(self.kills)),
             ("SIGTERM + restart", str(self.terms)),
@@ -174,14 +211,32 @@ class ChaosReport:
              if self.term_exit_s else "-"),
             ("daemons that died on their own", str(self.unexpected_exits)),
             ("fault windows", _counts(self.faults)),
+            *self._injected(),
+            ("causes of re-sent notifications", _counts(self.resend_causes) or "-"),
+            ("chaos / finish / total time",
+             f"{self.chaos_s:.0f} s / {self.finish_s:.0f} s / {self.total_s:.0f} s"),
+        ]  # fmt: skip
+
+    def _left_on_the_queue(self) -> list[tuple[str, str]]:
+        if self.backend == "gcp":
+            # Pulled once every lease had run out: nothing can be in flight any more.
+            return [("left on the subscription", str(self.left_visible))]
+        return [
+            ("left on the main queue (visible / in flight)",
+             f"{self.left_visible} / {self.left_in_flight}"),
+        ]  # fmt: skip
+
+    def _injected(self) -> list[tuple[str, str]]:
+        """What was injected besides signals: requests faulted by the proxy (AWS), or copies
+        of notifications (GCP)."""
+        if self.backend == "gcp":
+            return [("duplicate notifications published", str(self.duplicates_published))]
+        return [
             ("requests forwarded / faulted by the proxy",
              f"{self.forwarded} / {sum(self.injected.values())}"),
             ("faulted requests by kind", _counts(Counter(self.injected))),
             ("requests applied upstream whose answer was cut",
              _counts(Counter(self.lost_answers)) or "-"),
-            ("causes of re-sent notifications", _counts(self.resend_causes) or "-"),
-            ("chaos / finish / total time",
-             f"{self.chaos_s:.0f} s / {self.finish_s:.0f} s / {self.total_s:.0f} s"),
         ]  # fmt: skip
 
     def table(self) -> str:
@@ -207,18 +262,11 @@ def _counts(counter: Counter[str]) -> str:
 
 
 class Fleet:
-    """K daemon slots; each slot holds the current incarnation of a daemon."""
+    """K daemon slots; each slot holds the current incarnation of a daemon, made by
+    ``launch`` (given the path of its log) and started here."""
 
-    def __init__(
-        self,
-        stack: LocalStack,
-        endpoint_url: str,
-        log_dir: Path,
-        size: int,
-        settings: dict[str, str],
-    ) -> None:
-        self.stack, self.endpoint_url, self.log_dir = stack, endpoint_url, log_dir
-        self.settings = settings
+    def __init__(self, launch: Callable[[Path], Daemon], log_dir: Path, size: int) -> None:
+        self.launch, self.log_dir = launch, log_dir
         self.slots: list[Daemon | None] = [None] * size
         self.terminating: list[tuple[int, Daemon, float]] = []  # slot, daemon, since
         self.all: list[Daemon] = []
@@ -232,7 +280,7 @@ class Fleet:
 
     def start(self, slot: int) -> Daemon:
         name = f"daemon-{len(self.all) + 1:03d}-slot{slot}.log"
-        daemon = Daemon(self.stack, self.endpoint_url, self.log_dir / name, **self.settings)
+        daemon = self.launch(self.log_dir / name)
         daemon.start()
         self.slots[slot] = daemon
         self.all.append(daemon)
@@ -403,7 +451,13 @@ def run_chaos(
             )
         else:
             proxy = cleanup.enter_context(ThreadedFaultProxy(emulator_url, seed=config.seed))
-        fleet = Fleet(stack, proxy.url, log_dir, config.daemons, dict(config.settings))
+        settings = dict(config.settings)
+        url = proxy.url
+
+        def launch(log: Path) -> Daemon:
+            return Daemon(stack, url, log, **settings)
+
+        fleet = Fleet(launch, log_dir, config.daemons)
         cleanup.callback(fleet.stop_all)
         fleet.start_all()
         say(f"stack {stack.input_bucket}, proxy {proxy.url}, {config.daemons} daemons")
@@ -412,7 +466,15 @@ def run_chaos(
         uploads = make_uploads(config.files, prefix="chaos/", corrupt_every=config.corrupt_every)
         report.uploaded = len(uploads)
         chaos_started = time.monotonic()
-        _chaos(config, stack, proxy, fleet, uploads, rng, report, say)
+        s3 = stack.client("s3")
+
+        def put(item: Upload) -> None:
+            s3.put_object(Bucket=stack.input_bucket, Key=item.key, Body=item.body)
+
+        def inject_fault(kind: str) -> str | None:
+            return inject(kind, proxy, fleet, rng)
+
+        _chaos(config, fleet, uploads, put, (FAULT_WEIGHTS, inject_fault), rng, report, say)
         report.chaos_s = time.monotonic() - chaos_started
 
         proxy.clear()
@@ -433,32 +495,38 @@ def run_chaos(
     return report
 
 
+Injector = tuple[dict[str, float], Callable[[str], str | None]]
+"""The faults a backend can inject, with their weights, and what injects one of them (and
+describes it, or says None when it could not be applied)."""
+
+
 def _chaos(
     config: ChaosConfig,
-    stack: LocalStack,
-    proxy: FaultControl,
     fleet: Fleet,
     uploads: list[Upload],
+    put: Callable[[Upload], None],
+    injector: Injector,
     rng: random.Random,
     report: ChaosReport,
     say: Callable[[str], None],
 ) -> None:
+    """Upload, kill and inject for ``duration_s``; the kills' replacements are the fleet's."""
+    fault_weights, inject_fault = injector
     duration = config.duration_s
     start = time.monotonic()
     upload_window = 0.75 * duration
     upload_at = [start + upload_window * i / max(1, len(uploads)) for i in range(len(uploads))]
     kill_at = sorted(start + rng.uniform(0.1, 0.95) * duration for _ in range(config.kills))
-    kinds = [k for k in config.faults if k in FAULT_WEIGHTS]
-    weights = [FAULT_WEIGHTS[k] for k in kinds]
+    kinds = [k for k in config.faults if k in fault_weights]
+    weights = [fault_weights[k] for k in kinds]
     next_fault = start + rng.expovariate(1 / config.fault_gap_s)
-    s3 = stack.client("s3")
     pending = list(zip(upload_at, uploads, strict=True))
     while True:
         now = time.monotonic()
         elapsed = now - start
         while pending and pending[0][0] <= now:
             _, item = pending.pop(0)
-            s3.put_object(Bucket=stack.input_bucket, Key=item.key, Body=item.body)
+            put(item)
         if elapsed >= duration and not pending and not kill_at:
             break
         if kill_at and kill_at[0] <= now:
@@ -470,7 +538,7 @@ def _chaos(
                 )
         if kinds and now >= next_fault and elapsed < duration:
             kind = rng.choices(kinds, weights)[0]
-            applied = inject(kind, proxy, fleet, rng)
+            applied = inject_fault(kind)
             if applied is not None:
                 report.faults[kind] += 1
                 say(f"t={elapsed:5.1f} {applied}")
@@ -498,6 +566,189 @@ def _finish(
             return
         time.sleep(0.5)
     say(f"finish: timed out after {config.finish_timeout_s:.0f} s")
+
+
+# ---------------------------------------------------------------------------------------------
+# The run on Google Cloud.
+# ---------------------------------------------------------------------------------------------
+
+
+def run_gcp_chaos(
+    config: ChaosConfig,
+    java_hosts: tuple[str, str] | None = None,
+    say: Callable[[str], None] = print,
+) -> ChaosReport:
+    """One chaos run on the embedded GCP stack, start to audit; every phase is bounded in time.
+
+    ``java_hosts``: the Pub/Sub and Firestore emulators, already running, as their host:ports;
+    else they are started here (EmulatorUnavailableError says why they cannot be).
+    """
+    rng = random.Random(config.seed)
+    report = ChaosReport(config, backend="gcp")
+    started = time.monotonic()
+    with ExitStack() as cleanup:
+        log_dir = config.log_dir or Path(
+            cleanup.enter_context(tempfile.TemporaryDirectory(prefix="pipelined-chaos-"))
+        )
+        log_dir.mkdir(parents=True, exist_ok=True)
+        report.log_dir = str(log_dir)
+        stack = cleanup.enter_context(
+            gcp_stack(java_hosts=java_hosts, retry_policy=False, log_dir=log_dir)
+        )
+        _shorten_ack_deadline(stack)
+        tapped = tap(stack)
+        settings = dict(config.settings)
+
+        def launch(log: Path) -> Daemon:
+            return GcpDaemon(stack, log, **settings)
+
+        fleet = Fleet(launch, log_dir, config.daemons)
+        cleanup.callback(fleet.stop_all)
+        fleet.start_all()
+        say(f"stack {stack.input_bucket} on {stack.emulators}, {config.daemons} daemons")
+        say(f"daemon and emulator logs in {log_dir}")
+
+        uploads = make_uploads(config.files, prefix="chaos/", corrupt_every=config.corrupt_every)
+        report.uploaded = len(uploads)
+        bucket = stack.storage_client().bucket(stack.input_bucket)
+        generations: dict[str, str] = {}
+
+        def put(item: Upload) -> None:
+            blob = bucket.blob(item.key)
+            blob.upload_from_string(item.body)
+            generations[item.key] = str(blob.generation)
+
+        duplicates = _Duplicates(stack, tapped, {u.key for u in uploads}, rng)
+
+        def inject_fault(kind: str) -> str | None:
+            if kind == "term":
+                victim = fleet.term(rng)
+                return None if victim is None else f"SIGTERM pid {victim.pid}"
+            if kind == "duplicate":
+                described, published = duplicates.publish()
+                report.duplicates_published += published
+                return described
+            raise ValueError(f"unknown fault {kind!r}")
+
+        chaos_started = time.monotonic()
+        injector = (GCP_FAULT_WEIGHTS, inject_fault)
+        _chaos(config, fleet, uploads, put, injector, rng, report, say)
+        report.chaos_s = time.monotonic() - chaos_started
+
+        finish_started = time.monotonic()
+        _gcp_finish(config, stack, fleet, uploads, say)
+        report.finish_s = time.monotonic() - finish_started
+        fleet.stop_all()
+        report.kills, report.terms = len(fleet.killed), len(fleet.termed)
+        report.unclean_exits, report.unexpected_exits = fleet.unclean_exits, fleet.unexpected_exits
+        report.term_exit_s = fleet.term_exit_s
+        _gcp_audit(stack, uploads, generations, fleet, report)
+    report.total_s = time.monotonic() - started
+    return report
+
+
+def _shorten_ack_deadline(stack: GcpStack) -> None:
+    """Give the subscription the least ack deadline Pub/Sub allows. A pull's messages hold it
+    until the daemon sets its own lease, just after: a daemon killed in between leaves them
+    leased for that long, and the run must outlast it."""
+    with subscriber_of(stack) as client:
+        client.update_subscription(
+            request=pubsub.UpdateSubscriptionRequest(
+                subscription=pubsub.Subscription(
+                    name=stack.subscription, ack_deadline_seconds=GCP_ACK_DEADLINE_S
+                ),
+                update_mask={"paths": ["ack_deadline_seconds"]},
+            )
+        )
+
+
+class _Duplicates:
+    """Copies of real Cloud Storage notifications of the uploads, published onto the bucket's
+    topic again. The originals come from the tap, a subscription of that topic of their own."""
+
+    def __init__(
+        self, stack: GcpStack, tapped: str, uploaded: set[str], rng: random.Random
+    ) -> None:
+        self._stack, self._tapped, self._uploaded, self._rng = stack, tapped, uploaded, rng
+        self._originals: list[pubsub.PubsubMessage] = []
+
+    def publish(self) -> tuple[str | None, int]:
+        """Publish a few copies; return what was published (None if nothing yet) and how many."""
+        self._originals += [
+            message
+            for message in drain_tap(self._stack, self._tapped)
+            if message.attributes.get("eventType") == "OBJECT_FINALIZE"
+            and message.attributes.get("objectId") in self._uploaded
+        ]
+        if not self._originals:
+            return None, 0
+        count = self._rng.randint(1, DUPLICATES_AT_ONCE)
+        # Half of them of the latest uploads, likely still being processed: a duplicate that
+        # meets a live claim waits for it; the others find the record done.
+        recent = self._originals[-RECENT_ORIGINALS:]
+        chosen = [
+            self._rng.choice(recent if self._rng.random() < 0.5 else self._originals)
+            for _ in range(count)
+        ]
+        published = republish(self._stack, chosen)
+        keys = ", ".join(sorted(message.attributes["objectId"] for message in chosen))
+        return f"duplicate notifications of {keys}", published
+
+
+def _gcp_finish(
+    config: ChaosConfig,
+    stack: GcpStack,
+    fleet: Fleet,
+    uploads: list[Upload],
+    say: Callable[[str], None],
+) -> None:
+    """Let the daemons finish, or time out: every upload terminal and notified in the ledger,
+    and the leases a kill left behind run out (their messages redelivered and settled).
+
+    Pub/Sub shows no count of what a subscription holds, and pulling it here would take
+    messages from the daemons (each pull a delivery attempt, which the dead-letter policy
+    counts): the ledger says when the work is done, the longest lease when the rest is.
+    """
+    keys = [u.key for u in uploads]
+    deadline = time.monotonic() + config.finish_timeout_s
+    leases_out_at = max(fleet.kill_times, default=0.0) + GCP_ACK_DEADLINE_S + 2  # wall clock
+    while time.monotonic() < deadline:
+        fleet.tend()
+        items = gcp_ledger(stack)
+        done = all(
+            items.get(k, {}).get("status") in {"processed", "failed"}
+            and items.get(k, {}).get("notified")
+            for k in keys
+        )
+        if done and time.time() >= leases_out_at:
+            return
+        time.sleep(0.5)
+    say(f"finish: timed out after {config.finish_timeout_s:.0f} s")
+
+
+def _gcp_audit(
+    stack: GcpStack,
+    uploads: list[Upload],
+    generations: dict[str, str],
+    fleet: Fleet,
+    report: ChaosReport,
+) -> None:
+    watcher = GcpWatcher(stack)
+    watcher.settle(quiet_s=3, timeout_s=120)
+    items = gcp_ledger(stack)
+    # The daemons have drained (what they held is back at once) and no killed daemon's lease
+    # is left (_gcp_finish outlasted them): one pull sees whatever is left.
+    queued = object_ids(backlog(stack, stack.subscription, window_s=2, give_back=False))
+    dead = object_ids(backlog(stack, stack.dead_letter_subscription, window_s=1, give_back=False))
+    report.left_visible = sum(queued.values())
+    report.dead_lettered = sum(dead.values())
+    _judge_outcomes(uploads, items, watcher.by_key(), queued, dead, fleet, report, {})
+    # The version of a Cloud Storage object is its generation.
+    expected = {
+        u.key: _expected_artifacts(stack.input_bucket, u, generations[u.key]) for u in uploads
+    }
+    present = object_names(stack, stack.output_bucket, f"{OUTPUT_PREFIX}{stack.input_bucket}/")
+    _judge_artifacts(expected, set(present), items, report)
 
 
 def _cut_publishes(proxy: FaultControl) -> dict[str, list[float]]:
@@ -542,7 +793,24 @@ def _audit(
     queued = _queued_keys(stack, stack.queue_url)
     dead = _queued_keys(stack, stack.dead_letter_queue_url)
     report.dead_lettered = sum(dead.values())
-    sent = watcher.by_key()
+    _judge_outcomes(uploads, items, watcher.by_key(), queued, dead, fleet, report, cut_publishes)
+    expected = {u.key: _expected_artifacts(stack.input_bucket, u, _md5(u)) for u in uploads}
+    present = object_keys(stack, stack.output_bucket, f"{OUTPUT_PREFIX}{stack.input_bucket}/")
+    _judge_artifacts(expected, set(present), items, report)
+
+
+def _judge_outcomes(
+    uploads: list[Upload],
+    items: dict[str, dict[str, Any]],
+    sent: dict[str, list[Notification]],
+    queued: Counter[str],
+    dead: Counter[str],
+    fleet: Fleet,
+    report: ChaosReport,
+    cut_publishes: dict[str, list[float]],
+) -> None:
+    """Each upload's verdict, from the ledger ``items``, the notifications ``sent`` and the
+    keys still ``queued`` or ``dead`` lettered; counted into ``report``."""
     uploaded = {u.key for u in uploads}
     report.unexpected_notifications = sum(len(v) for k, v in sent.items() if k not in uploaded)
     logs = _key_events(fleet.all)
@@ -583,26 +851,38 @@ def _audit(
             else:
                 report.dup_notifications_reprocessed += extra
                 report.problems.append(f"{item.key}: processed again: {sorted(records)}")
-    expected = {u.key: _expected_artifacts(stack, u) for u in uploads}
+
+
+def _judge_artifacts(
+    expected: dict[str, set[str]],
+    present: set[str],
+    items: dict[str, dict[str, Any]],
+    report: ChaosReport,
+) -> None:
+    """Exactly one set of artifacts per object version: the ``expected`` keys of each
+    processed upload ``present``, and nothing else under the output prefix."""
     every_expected = set().union(*expected.values())
-    present = set(object_keys(stack, stack.output_bucket, f"{OUTPUT_PREFIX}{stack.input_bucket}/"))
     report.dup_artifacts = len(present - every_expected)
     for key in sorted(present - every_expected)[:10]:
         report.problems.append(f"unexpected artifact {key}")
     report.missing_artifacts = sum(
-        len(expected[u.key] - present)
-        for u in uploads
-        if items.get(u.key, {}).get("status") == "processed"
+        len(keys - present)
+        for key, keys in expected.items()
+        if items.get(key, {}).get("status") == "processed"
     )
 
 
-def _expected_artifacts(stack: LocalStack, item: Upload) -> set[str]:
-    """Artifact keys are deterministic: {prefix}{bucket}/{key}/{version}/{name}, the version
-    of an unversioned bucket's object being its ETag (the MD5 of a single PUT's body)."""
+def _expected_artifacts(bucket: str, item: Upload, version: str) -> set[str]:
+    """Artifact keys are deterministic: {prefix}{bucket}/{key}/{version}/{name}."""
     names = {"image": THUMBNAIL_NAMES, "pdf": PDF_NAMES}.get(item.kind, ())
-    version = hashlib.md5(item.body).hexdigest()
-    folder = artifact_prefix(OUTPUT_PREFIX, stack.input_bucket, item.key, version)
+    folder = artifact_prefix(OUTPUT_PREFIX, bucket, item.key, version)
     return {folder + name for name in names}
+
+
+def _md5(item: Upload) -> str:
+    """The version of an S3 object in an unversioned bucket: its ETag, the MD5 of a single
+    PUT's body."""
+    return hashlib.md5(item.body).hexdigest()
 
 
 def _queued_keys(stack: LocalStack, queue_url: str) -> Counter[str]:
@@ -654,10 +934,12 @@ def _resend_cause(events: list[dict[str, Any]], finished_at: str) -> str:
         for e in events
         if e.get("event") == "job_retryable" and _instant(str(e.get("timestamp"))) >= finished
     )
-    if "sns.Publish" in errors:
+    if "sns.Publish" in errors or "pubsub.Publish" in errors:
         return "publish answer lost, published again"
-    if "dynamodb.PutItem" in errors or any(
-        e.get("event") == "notified_mark_failed" for e in events
+    if (
+        "dynamodb.PutItem" in errors
+        or "firestore.Commit" in errors
+        or any(e.get("event") == "notified_mark_failed" for e in events)
     ):
         return "mark-notified write failed after publish"
     if any(e.get("event") in FINISHED_EVENTS for e in events):

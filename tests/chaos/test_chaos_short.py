@@ -4,7 +4,8 @@ Nothing may be lost, processed twice, left unfinished, end with the wrong outcom
 stray artifact. A notification re-sent with the same notification_id is tolerated here (and
 counted, with its cause, in the printed table): those come from the at-least-once windows and
 the known weaknesses that tests/faults/test_daemon_faults.py pins down deterministically. The
-long form (bench/chaos.py) counts them as failures.
+long form (bench/chaos.py) counts them as failures. The Google Cloud form is
+test_chaos_gcp_short.py.
 """
 
 from __future__ import annotations
