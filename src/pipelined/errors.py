@@ -124,6 +124,8 @@ FailureKind = Literal[
     "source_archived",
     "object_too_large",
     "unsupported",
+    "unsupported_compression",
+    "missing_decoder",
     "corrupt",
     "over_limit",
     "job_timeout",
@@ -172,6 +174,15 @@ FAILURES: Mapping[FailureKind, Failure] = {
         LimitExceededError, "object is {size} bytes, over the max_object_bytes limit of {limit}"
     ),
     "unsupported": Failure(UnsupportedContentError, "unsupported content: {detail}"),
+    # A codec the file's format allows and this service's decoders lack (a TIFF in WebP or
+    # JPEG 2000, a PDF stream in Brotli or JBIG2): not the file's fault, but no retry helps.
+    # Which package or build would add it goes to the operator's log, never in the reason.
+    "unsupported_compression": Failure(
+        UnsupportedContentError, "unsupported {label} compression {compression}"
+    ),
+    "missing_decoder": Failure(
+        UnsupportedContentError, "{label} uses {feature}, which this service cannot decode"
+    ),
     "corrupt": Failure(CorruptFileError, "corrupt {label}: {detail}"),
     "over_limit": Failure(LimitExceededError, "{detail}"),  # the detail names limit and value
     # The worker pool (pool.py).

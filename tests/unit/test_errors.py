@@ -42,6 +42,8 @@ EXPECTED_ROWS: dict[str, tuple[str, bool]] = {
     "source_archived": ("SourceArchivedError", True),
     "object_too_large": ("LimitExceededError", True),
     "unsupported": ("UnsupportedContentError", True),
+    "unsupported_compression": ("UnsupportedContentError", True),
+    "missing_decoder": ("UnsupportedContentError", True),
     "corrupt": ("CorruptFileError", True),
     "over_limit": ("LimitExceededError", True),
     "job_timeout": ("LimitExceededError", True),

@@ -2,10 +2,12 @@
 
 The steps, in order: open (lazy, reads the header only), enforce the pixel and frame limits,
 read EXIF facts, ask the JPEG decoder to shrink while decoding (draft), decode the first
-frame, average it down by an integer factor when the thumbnails are much smaller (reduce),
-apply the EXIF orientation, convert to sRGB 8-bit RGB(A), then resize once per requested
-size straight from that picture, and encode without any metadata. Shrinking comes before
-every conversion, so the decoded frame is the only full-size copy ever held in memory.
+frame, bring it to 8 bits (colour keys to alpha, wide data by its range) while averaging it
+down by an integer factor when the thumbnails are much smaller (reduce), apply the
+orientation the decoder left pending, convert to sRGB 8-bit RGB(A), then resize once per
+requested size straight from that picture, and encode without any metadata. Conversions run
+strip by strip into the shrunk picture, so the decoded frame is the only full-size copy ever
+held in memory.
 """
 
 import contextlib
@@ -21,12 +23,21 @@ from typing import IO, cast
 from PIL import ExifTags, Image, ImageCms, PngImagePlugin, UnidentifiedImageError, features
 from pillow_heif import register_heif_opener
 
-from pipelined.errors import CorruptFileError, LimitExceededError, UnsupportedContentError
+from pipelined.errors import (
+    CorruptFileError,
+    LimitExceededError,
+    PermanentError,
+    UnsupportedContentError,
+)
+from pipelined.logs import get_logger
+from pipelined.processing import modes, tiff
 from pipelined.processing.encoding import EncodedImage, encode, fit_long_edge, write_artifact
 from pipelined.processing.options import ProcessingOptions
 from pipelined.processing.results import Artifact, JSONScalar, ProcessResult
 from pipelined.processing.sanitize import clean_text, describe_error
-from pipelined.processing.sniff import AVIF, Detected
+from pipelined.processing.sniff import AVIF, PNG, TIFF, Detected
+
+log = get_logger(__name__)
 
 # Embedded HEIF thumbnails are off: draft() could otherwise pick one, and an edited photo's
 # embedded thumbnail can still show what the edit removed (a crop, a redaction).
@@ -75,13 +86,9 @@ IMAGE_METADATA_KEYS = frozenset(
     }
 )
 
-# Rows converted at a time when shrinking needs a mode conversion: bounds the extra memory.
+# Rows converted at a time when a mode conversion is needed: bounds the extra memory.
 _STRIP_ROWS = 256
 _PREMULTIPLIED = {"RGBA": "RGBa", "LA": "La"}
-# Modes whose bands Image.reduce() averages as they are (it refuses "1", "P" and "I;16").
-_AVERAGEABLE_MODES = frozenset(
-    {"L", "LA", "La", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", "I", "F"}
-)
 # The transpose that makes a picture upright, per EXIF orientation (as ImageOps.exif_transpose).
 _UPRIGHT = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -98,8 +105,12 @@ _ANIMATION_FORMATS = frozenset({"GIF", "WEBP", "PNG", "AVIF"})
 # MAX_TEXT_CHUNK: a metadata decompression bomb, refused at open.
 _TEXT_CHUNK_BOMB = "Decompressed data too large"
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
-_SIXTEEN_BIT_FULL_SCALE = 65535
+_SWAPS_AXES = frozenset({5, 6, 7, 8})
 _SRGB_PROFILE = ImageCms.createProfile("sRGB")
+# IHDR is the first chunk; its bit depth sits after the signature, chunk header and size.
+_PNG_BIT_DEPTH_OFFSET = 24
+# libtiff's only words for a codec that failed, whatever the cause ("decoder error -2").
+_OPAQUE_DECODER_ERROR = re.compile(r"^decoder error -?\d+$")
 
 
 @dataclass(frozen=True)
@@ -108,12 +119,19 @@ class ImageFacts:
 
     format: str
     mode: str
-    oriented_size: tuple[int, int]
     frame_count: int
     animated: bool
     orientation: int | None
     camera_make: str | None
     camera_model: str | None
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """The first frame, ready to resize, and the size everything is scaled from."""
+
+    picture: Image.Image  # upright 8-bit sRGB "RGB" or "RGBA", shrunk when much too large
+    size: tuple[int, int]  # the upright picture's size at full resolution
 
 
 def process_image(
@@ -130,25 +148,27 @@ def process_image(
     if detected is AVIF and not AVIF_SUPPORTED:
         raise UnsupportedContentError("unsupported content: this Pillow build cannot read AVIF")
     with _pillow_pixel_guard(options.max_pixels):
-        facts, picture = _read(source_path, options, detected)
-    artifacts = _write_thumbnails(picture, facts.oriented_size, out_dir, options)
-    return ProcessResult("image", artifacts, _metadata(facts, picture))
+        facts, decoded = _read(source_path, options, detected)
+    artifacts = _write_thumbnails(decoded.picture, decoded.size, out_dir, options)
+    return ProcessResult("image", artifacts, _metadata(facts, decoded))
 
 
 def _read(
     source_path: str, options: ProcessingOptions, detected: Detected
-) -> tuple[ImageFacts, Image.Image]:
+) -> tuple[ImageFacts, Decoded]:
     """Facts from the header, then the picture ready for resizing.
 
     The full-size decoded frame belongs to this function's image object: when it returns,
     only the (usually much smaller) working picture is still referenced, so the full-size
     pixels are freed before any thumbnail is encoded.
     """
-    with open(source_path, "rb") as file:
+    with open(source_path, "rb") as file, _compression_named(file, detected):
         with _permanent_errors(detected.label, options.max_pixels):
             image = _open(file, detected)
         with image:
             facts = _inspect(image, detected, options)
+            if detected is PNG:
+                _rescale_png_colour_key(image, file)
             # Leaving this block closes the file only; decoded pixels stay usable.
             return facts, _decode(image, options, detected)
 
@@ -197,6 +217,37 @@ def _permanent_errors(label: str, max_pixels: int) -> Iterator[None]:
         raise CorruptFileError(f"corrupt {label}: {describe_error(exc)}") from exc
 
 
+@contextlib.contextmanager
+def _compression_named(file: IO[bytes], detected: Detected) -> Iterator[None]:
+    """Turn a TIFF's opaque decoding failure into one that names its compression (tiff.py)."""
+    try:
+        yield
+    except CorruptFileError as exc:
+        if detected is not TIFF or not isinstance(exc.__cause__, OSError):
+            raise
+        explained = _tiff_failure(file, exc.__cause__)
+        if explained is None:
+            raise
+        raise explained from exc.__cause__
+
+
+def _tiff_failure(file: IO[bytes], cause: OSError) -> PermanentError | None:
+    """The failure a TIFF's compression explains, or None to keep the decoder's own words."""
+    compression = tiff.read_compression(file)
+    if compression is None:
+        return None
+    if not tiff.decodable(compression):
+        # For operators: a Pillow (libtiff) built with this codec would read the file.
+        log.warning("tiff_compression_refused", compression=tiff.describe(compression))
+        return UnsupportedContentError.of(
+            "unsupported_compression", label="TIFF", compression=tiff.describe(compression)
+        )
+    if _OPAQUE_DECODER_ERROR.match(str(cause)):
+        detail = f"cannot decode its image data ({tiff.data_description(compression)})"
+        return CorruptFileError.of("corrupt", label="TIFF", detail=detail)
+    return None
+
+
 def _open(file: IO[bytes], detected: Detected) -> Image.Image:
     assert detected.pillow_format is not None
     # Only the sniffed plugin may open the file: no fallback to some other decoder.
@@ -217,7 +268,6 @@ def _inspect(image: Image.Image, detected: Detected, options: ProcessingOptions)
     return ImageFacts(
         format=str(image.format),
         mode=image.mode,
-        oriented_size=_oriented_size(image, exif),
         frame_count=frame_count,
         animated=_is_animation(image),
         orientation=orientation,
@@ -257,32 +307,60 @@ def _orientation(image: Image.Image, exif: Image.Exif) -> int | None:
     return value if isinstance(value, int) and 1 <= value <= 8 else None
 
 
-def _oriented_size(image: Image.Image, exif: Image.Exif) -> tuple[int, int]:
-    # Orientations 5-8 swap the axes. This reads the same EXIF that exif_transpose will use,
-    # so it stays right for HEIF, whose EXIF says 1 because it arrives already rotated.
-    width, height = image.size
-    swaps_axes = exif.get(ExifTags.Base.Orientation) in (5, 6, 7, 8)
-    return (height, width) if swaps_axes else (width, height)
+def _rescale_png_colour_key(image: Image.Image, file: IO[bytes]) -> None:
+    """Express a PNG's tRNS colour key on the scale Pillow decodes the samples to.
+
+    Pillow keeps the key as the file stores it: a 2- or 4-bit grey key stays 0..3 or 0..15
+    while the pixels become 0..255, and a 16-bit colour key stays 16-bit while the pixels keep
+    only their high bytes. Either way the key would match nothing, or the wrong colour.
+    """
+    key = image.info.get("transparency")
+    if not modes.has_colour_key(image) or image.mode not in ("L", "RGB"):
+        return
+    position = file.tell()
+    file.seek(_PNG_BIT_DEPTH_OFFSET)
+    bit_depth = file.read(1)[0]
+    file.seek(position)
+    if image.mode == "L" and bit_depth < 8:
+        image.info["transparency"] = cast(int, key) * 255 // (2**bit_depth - 1)
+    elif image.mode == "RGB" and bit_depth == 16:
+        # Colours within 1/256 of the key become transparent too: no eye tells them apart.
+        image.info["transparency"] = tuple(sample >> 8 for sample in cast(tuple[int, ...], key))
 
 
-def _decode(image: Image.Image, options: ProcessingOptions, detected: Detected) -> Image.Image:
+def _decode(image: Image.Image, options: ProcessingOptions, detected: Detected) -> Decoded:
     """Decode the first frame, upright, as 8-bit sRGB "RGB" or "RGBA", no larger than needed.
 
     The order keeps memory near the size of the decoded frame: shrink first (on load for
-    JPEG, then by block averaging), and only then turn, convert modes and colour-manage,
-    all of which copy the picture.
+    JPEG, then by block averaging, converting modes strip by strip on the way), and only then
+    turn and colour-manage, which copy the picture.
     """
+    full_size = image.size
     _request_shrink_on_load(image, options)
+    shrunk_on_load = image.size != full_size
     with _permanent_errors(detected.label, options.max_pixels):
         image.load()
-        # The same EXIF (or XMP) orientation that _oriented_size read; HEIF arrives upright.
-        orientation = image.getexif().get(ExifTags.Base.Orientation)
-    upright = _UPRIGHT.get(orientation) if isinstance(orientation, int) else None
+        pending = _pending_orientation(image)
+    if not shrunk_on_load:
+        # The decoded picture is the truth: Pillow (13) turns a TIFF upright while loading it,
+        # one whose orientation is only in XMP included, and pillow-heif applies irot itself.
+        full_size = image.size
     icc_profile = image.info.get("icc_profile")
     picture = _shrink(image, max(options.thumbnail_sizes))
-    if upright is not None:
-        picture = picture.transpose(upright)
-    return _to_srgb(picture, icc_profile)
+    if pending is not None:
+        picture = picture.transpose(_UPRIGHT[pending])
+    upright_size = (full_size[1], full_size[0]) if pending in _SWAPS_AXES else full_size
+    return Decoded(_to_srgb(picture, icc_profile), upright_size)
+
+
+def _pending_orientation(image: Image.Image) -> int | None:
+    """The EXIF (or XMP) orientation still to apply to the loaded picture, if it turns it.
+
+    Decoders that turn the picture themselves drop the tag (Pillow for TIFF) or set it to 1
+    (pillow-heif), so whatever is left here is applied exactly once.
+    """
+    value = image.getexif().get(ExifTags.Base.Orientation)
+    return value if isinstance(value, int) and value in _UPRIGHT else None
 
 
 def _request_shrink_on_load(image: Image.Image, options: ProcessingOptions) -> None:
@@ -297,44 +375,42 @@ def _request_shrink_on_load(image: Image.Image, options: ProcessingOptions) -> N
 
 
 def _shrink(image: Image.Image, long_edge: int) -> Image.Image:
-    """Average blocks of n x n pixels when the biggest thumbnail is n or more times smaller.
+    """The picture in an 8-bit mode reduce() averages, block-averaged by n when the biggest
+    thumbnail is n or more times smaller.
 
     Pillow's resize with a reducing gap does exactly this block averaging (reduce) before
     its final resampling pass; doing it here, once, on the freshly decoded picture means that
-    orientation, mode and colour conversion and every thumbnail size work on a picture n²
-    times smaller, and the biggest thumbnail comes out the same. Modes reduce() cannot
-    average correctly are converted strip by strip, so no second full-size copy is made.
+    orientation, colour conversion and every thumbnail size work on a picture n² times
+    smaller, and the biggest thumbnail comes out the same. Modes that need converting
+    (modes.py) are converted strip by strip, so no second full-size copy is made.
     """
     target = fit_long_edge(image.size, long_edge)
-    factor = int(max(image.size) / max(target) / REDUCING_GAP)
-    if factor < 2:
+    factor = max(1, int(max(image.size) / max(target) / REDUCING_GAP))
+    convert = modes.working_conversion(image, _STRIP_ROWS)
+    if convert is None and factor == 1:
         return image
-    working_mode = _averageable_mode(image)
-    if working_mode == image.mode and image.mode not in _PREMULTIPLIED:
+    if convert is None and image.mode not in _PREMULTIPLIED:
         return image.reduce(factor)
+    return _converted_in_strips(image, convert or _unchanged, factor)
+
+
+def _converted_in_strips(image: Image.Image, convert: modes.Conversion, factor: int) -> Image.Image:
     width, height = image.size
-    reduced = Image.new(working_mode, (-(-width // factor), -(-height // factor)))
+    size = (-(-width // factor), -(-height // factor))
     rows = factor * max(1, _STRIP_ROWS // factor)  # whole blocks per strip
-    for top in range(0, height, rows):
-        strip = image.crop((0, top, width, min(height, top + rows)))
-        reduced.paste(_reduce_strip(strip.convert(working_mode), factor), (0, top // factor))
-    return reduced
+    result: Image.Image | None = None
+    for top, strip in modes.strips(image, rows):
+        converted = convert(strip)
+        shrunk = converted if factor == 1 else _reduce_strip(converted, factor)
+        if result is None:
+            result = Image.new(shrunk.mode, size)
+        result.paste(shrunk, (0, top // factor))
+    assert result is not None  # a picture has at least one row
+    return result
 
 
-def _averageable_mode(image: Image.Image) -> str:
-    """The mode to average image's pixels in: palettes and bits become real values."""
-    mode = image.mode
-    if mode == "1":
-        return "L"
-    if mode == "P":
-        return "RGBA" if "transparency" in image.info else "RGB"
-    if mode == "PA":
-        return "RGBA"
-    if mode.startswith("I;16"):
-        return "I"
-    if mode in _AVERAGEABLE_MODES:
-        return mode
-    return "RGBA" if "A" in mode else "RGB"
+def _unchanged(strip: Image.Image) -> Image.Image:
+    return strip
 
 
 def _reduce_strip(strip: Image.Image, factor: int) -> Image.Image:
@@ -348,7 +424,7 @@ def _reduce_strip(strip: Image.Image, factor: int) -> Image.Image:
 
 def _to_srgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
     """8-bit sRGB "RGB" or "RGBA"; the input itself when it already is (no needless copy)."""
-    working = _to_eight_bit(image)
+    working = _to_icc_mode(image)
     if icc_profile:
         converted = _apply_icc_profile(working, icc_profile)
         if converted is not None:
@@ -357,45 +433,17 @@ def _to_srgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
     return working if working.mode == target_mode else working.convert(target_mode)
 
 
-def _to_eight_bit(image: Image.Image) -> Image.Image:
-    """Bring every mode to one ImageCms and the encoders accept, keeping alpha."""
+def _to_icc_mode(image: Image.Image) -> Image.Image:
+    """Bring an 8-bit working mode (modes.py) to one ImageCms and the encoders accept."""
     mode = image.mode
-    if mode.startswith("I") or mode == "F":
-        return _scale_to_l(image)
-    if mode == "P":
-        return image.convert("RGBA" if "transparency" in image.info else "RGB")
-    if mode in ("PA", "RGBa", "La", "LA"):
-        return image.convert("RGBA")
-    if mode in ("RGB", "RGBA", "CMYK", "L"):
+    if mode in _ALPHA_MODES:
+        return image if mode == "RGBA" else image.convert("RGBA")
+    if mode in ("RGB", "CMYK", "L"):
         return image
     try:
         return image.convert("RGB")
     except ValueError as exc:
-        raise UnsupportedContentError(f"unsupported image mode {mode}") from exc
-
-
-def _scale_to_l(image: Image.Image) -> Image.Image:
-    """Map 16/32-bit and float greys onto 0..255 instead of clipping them.
-
-    Pillow's own convert("L") clips values above 255, which turns a 16-bit ramp into a
-    black-to-white step at 1/256 of the range.
-    """
-    wide = image.convert("F")
-    low, high = cast(tuple[float, float], wide.getextrema())
-    full_scale = _full_scale(image.mode, low, high)
-    return wide.point(lambda value: value * (255.0 / full_scale)).convert("L")
-
-
-def _full_scale(mode: str, low: float, high: float) -> float:
-    """The value that should become white: the type's full range where it is known."""
-    if mode.startswith("I;16"):
-        return float(_SIXTEEN_BIT_FULL_SCALE)
-    if mode == "F" and low >= 0 and high <= 1:
-        return 1.0  # normalised float data
-    if high <= _SIXTEEN_BIT_FULL_SCALE:
-        # 32-bit integer images are nearly always 16-bit data widened by the decoder.
-        return float(_SIXTEEN_BIT_FULL_SCALE)
-    return high
+        raise UnsupportedContentError.of("unsupported", detail=f"image mode {mode}") from exc
 
 
 def _apply_icc_profile(image: Image.Image, icc_profile: bytes) -> Image.Image | None:
@@ -414,11 +462,11 @@ def _apply_icc_profile(image: Image.Image, icc_profile: bytes) -> Image.Image | 
 
 
 def _write_thumbnails(
-    picture: Image.Image, oriented_size: tuple[int, int], out_dir: str, options: ProcessingOptions
+    picture: Image.Image, upright_size: tuple[int, int], out_dir: str, options: ProcessingOptions
 ) -> tuple[Artifact, ...]:
     """One artifact per distinct requested size, in the order the sizes were configured."""
     requested = list(dict.fromkeys(options.thumbnail_sizes))
-    targets = {size: fit_long_edge(oriented_size, size) for size in requested}
+    targets = {size: fit_long_edge(upright_size, size) for size in requested}
     encoded_by_target: dict[tuple[int, int], EncodedImage] = {}
     # Largest first, each resized from the decoded picture rather than from the previous
     # thumbnail, so small sizes do not inherit the larger one's resampling and rounding.
@@ -436,8 +484,8 @@ def _resized(picture: Image.Image, target: tuple[int, int]) -> Image.Image:
     return picture.resize(target, RESAMPLE, reducing_gap=REDUCING_GAP)
 
 
-def _metadata(facts: ImageFacts, picture: Image.Image) -> dict[str, JSONScalar]:
-    width, height = facts.oriented_size
+def _metadata(facts: ImageFacts, decoded: Decoded) -> dict[str, JSONScalar]:
+    width, height = decoded.size
     metadata: dict[str, JSONScalar] = {
         "width": width,
         "height": height,
@@ -445,7 +493,7 @@ def _metadata(facts: ImageFacts, picture: Image.Image) -> dict[str, JSONScalar]:
         "mode": facts.mode,
         "animated": facts.animated,
         "frame_count": facts.frame_count,
-        "has_alpha": picture.mode == "RGBA",
+        "has_alpha": decoded.picture.mode == "RGBA",
         "orientation": facts.orientation,
     }
     # The camera is named only when EXIF names it; nothing else of EXIF is kept.

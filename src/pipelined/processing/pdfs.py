@@ -4,11 +4,17 @@ pypdf extracts the text (pure Python, with resource limits of its own against ho
 files); pypdfium2 renders the preview, because pypdf cannot render. The preview is rendered
 in a forked child with its own deadline (isolation.call_isolated): a page that makes pdfium
 spin, abort or crash costs the preview, recorded as preview_error, never the text.
+
+A stream in a codec this service lacks (JBIG2: pypdf would run the external jbig2dec, which
+is never done on uploads) is not the file's fault: it costs that page's text, recorded as
+text_error, or the file when it is needed to open the document at all. Reasons name the
+codec in the uploader's words; pypdf's own message, with its install hint, goes to the log.
 """
 
 import contextlib
 import logging
 import os
+import re
 import struct
 import zlib
 from collections.abc import Callable, Iterator
@@ -18,24 +24,30 @@ import pypdfium2 as pdfium  # type: ignore[import-untyped]  # ships no type info
 from PIL import Image
 from pypdf import (
     DocumentInformation,
+    PageObject,
     PasswordType,
     PdfReader,
     apply_configuration,
     get_configuration,
 )
-from pypdf.errors import DependencyError, LimitReachedError, PyPdfError
+from pypdf.errors import DependencyError, DeprecationError, LimitReachedError, PyPdfError
 
 from pipelined.errors import (
     CorruptFileError,
     LimitExceededError,
     PermanentError,
+    PipelinedError,
     UnsupportedContentError,
+    internal_error,
 )
+from pipelined.logs import get_logger
 from pipelined.processing.encoding import encode, write_artifact
 from pipelined.processing.isolation import StepFailedError, call_isolated
 from pipelined.processing.options import ProcessingOptions
 from pipelined.processing.results import Artifact, JSONScalar, ProcessResult
 from pipelined.processing.sanitize import clean_text, describe_error
+
+log = get_logger(__name__)
 
 TEXT_ARTIFACT_NAME = "text.txt"
 TEXT_CONTENT_TYPE = "text/plain; charset=utf-8"
@@ -61,7 +73,28 @@ _PDF_INPUT_ERRORS: tuple[type[Exception], ...] = (
     zlib.error,
 )
 
-_TOLERATED_ERRORS: tuple[type[Exception], ...] = (*_PDF_INPUT_ERRORS, RecursionError)
+# A page's text may need a codec this service lacks; pypdf raises DependencyError for it.
+_PAGE_TEXT_ERRORS: tuple[type[Exception], ...] = (DependencyError, *_PDF_INPUT_ERRORS)
+_NET_ERRORS: tuple[type[Exception], ...] = (DeprecationError, *_PAGE_TEXT_ERRORS)
+
+# A metadata field that needs a missing codec is as unreadable as a broken one.
+_TOLERATED_ERRORS: tuple[type[Exception], ...] = (
+    *_PDF_INPUT_ERRORS,
+    RecursionError,
+    DependencyError,
+    DeprecationError,
+)
+
+# What pypdf's DependencyError messages name (its words, lowercased) -> the uploader's words.
+_MISSING_FEATURES = (
+    ("brotli", "Brotli compression"),
+    ("jbig2", "JBIG2 image compression"),
+    ("cryptography", "AES encryption"),
+)
+_UNNAMED_FEATURE = "a compression or encryption method"
+# pypdf (7) refuses filter abbreviations outside inline images with a DeprecationError whose
+# message is about pypdf's API, not about the file.
+_ABBREVIATED_FILTER = re.compile(r"filter name (/\w+) is deprecated")
 
 _INFO_TEXT_FIELDS = {
     "title": "/Title",
@@ -89,11 +122,13 @@ def process_pdf(source_path: str, out_dir: str, options: ProcessingOptions) -> P
             page_count = len(reader.pages)
         _check_page_count(page_count, options.max_pages)
         with _permanent_errors():
-            text = PAGE_SEPARATOR.join(page.extract_text() for page in reader.pages)
+            text, text_error = _extract_text(reader)
         metadata: dict[str, JSONScalar] = {"page_count": page_count}
         metadata.update(_document_metadata(reader))
         metadata["encrypted"] = reader.is_encrypted
     text_artifact, metadata["char_count"] = _write_text(text, out_dir)
+    if text_error is not None:
+        metadata["text_error"] = text_error
     preview, preview_error = _render_preview(source_path, out_dir, options)
     if preview_error is not None:
         metadata["preview_error"] = preview_error
@@ -106,17 +141,52 @@ def _permanent_errors() -> Iterator[None]:
     """Turn what pypdf raises for bad bytes into PermanentError subclasses with a reason."""
     try:
         yield
-    except DependencyError as exc:
-        # pypdf needs the optional 'cryptography' package for AES-encrypted files.
-        raise UnsupportedContentError(
-            f"encrypted PDF: cannot decrypt ({describe_error(exc)})"
-        ) from exc
     except LimitReachedError as exc:
         raise _limit_error(exc) from exc
     except RecursionError as exc:
         raise CorruptFileError("corrupt PDF: objects nested too deeply") from exc
-    except _PDF_INPUT_ERRORS as exc:
-        raise CorruptFileError(f"corrupt PDF: {describe_error(exc)}") from exc
+    except _NET_ERRORS as exc:
+        missing = _missing_dependency(exc)
+        if missing is None:
+            raise _input_error(exc) from exc
+        feature = _missing_feature(missing)
+        # pypdf's own words, with their install hint, help whoever runs the service.
+        log.warning("decoder_not_found", feature=feature, hint=describe_error(missing))
+        raise UnsupportedContentError.of("missing_decoder", label="PDF", feature=feature) from exc
+
+
+def _input_error(exc: Exception) -> PipelinedError:
+    """The failure for what pypdf raised on the file's bytes (no codec missing)."""
+    if not isinstance(exc, DeprecationError):
+        return CorruptFileError.of("corrupt", label="PDF", detail=describe_error(exc))
+    abbreviated = _ABBREVIATED_FILTER.search(str(exc))
+    if abbreviated is None:
+        # Any other DeprecationError is an API pypdf removed, called by our code.
+        return internal_error(exc)
+    detail = (
+        f"a stream names its filter {abbreviated[1]}, an abbreviation the PDF format allows"
+        " only in inline images"
+    )
+    return CorruptFileError.of("corrupt", label="PDF", detail=detail)
+
+
+def _missing_dependency(exc: BaseException) -> DependencyError | None:
+    """The DependencyError behind exc, if any: pypdf wraps some in PdfReadError ("Trailer
+    cannot be read: brotli is required ...")."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, DependencyError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _missing_feature(missing: DependencyError) -> str:
+    """What the file uses that this service cannot decode, in the uploader's words."""
+    message = str(missing).lower()
+    return next((words for key, words in _MISSING_FEATURES if key in message), _UNNAMED_FEATURE)
 
 
 def _limit_error(exc: LimitReachedError) -> PermanentError:
@@ -138,6 +208,56 @@ def _ensure_readable(reader: PdfReader) -> None:
     """Refuse files that need a user password; owner-password-only files open with ""."""
     if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
         raise UnsupportedContentError("encrypted PDF: a password is required")
+
+
+def _extract_text(reader: PdfReader) -> tuple[str, str | None]:
+    """The pages' text, separated by form feeds, and what was skipped, if anything.
+
+    A page that needs a codec this service lacks gives an empty text: the other pages are
+    still worth having. Anything else wrong with a page raises (the file is corrupt).
+    """
+    texts: list[str] = []
+    skipped: dict[str, list[int]] = {}
+    for number, page in enumerate(reader.pages, start=1):
+        text, feature = _page_text(page, number)
+        texts.append(text)
+        if feature is not None:
+            skipped.setdefault(feature, []).append(number)
+    return PAGE_SEPARATOR.join(texts), _text_error(skipped)
+
+
+def _page_text(page: PageObject, number: int) -> tuple[str, str | None]:
+    """(text, None), or ("", the missing feature) for a page that needs a missing codec."""
+    try:
+        return page.extract_text(), None
+    except _PAGE_TEXT_ERRORS as exc:
+        missing = _missing_dependency(exc)
+        if missing is None:
+            raise
+        feature = _missing_feature(missing)
+        log.warning("page_text_skipped", page=number, feature=feature, hint=describe_error(missing))
+        return "", feature
+
+
+def _text_error(skipped: dict[str, list[int]]) -> str | None:
+    """What text_error says, as in "text of pages 2-4, 7 not extracted: PDF uses ..."."""
+    parts = []
+    for feature, numbers in skipped.items():
+        which = ("page " if len(numbers) == 1 else "pages ") + _page_ranges(numbers)
+        reason = UnsupportedContentError.of("missing_decoder", label="PDF", feature=feature)
+        parts.append(f"text of {which} not extracted: {reason}")
+    return clean_text("; ".join(parts))
+
+
+def _page_ranges(numbers: list[int]) -> str:
+    """Ascending page numbers as "1-3, 5": short, even for a thousand pages in a row."""
+    ranges: list[list[int]] = []
+    for number in numbers:
+        if ranges and number == ranges[-1][1] + 1:
+            ranges[-1][1] = number
+        else:
+            ranges.append([number, number])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
 
 
 def _check_page_count(page_count: int, max_pages: int) -> None:
