@@ -197,8 +197,47 @@ class Notification:
     body: dict[str, Any]
 
 
+class CollectedNotifications:
+    """What a watcher has read of the results topic, whatever the cloud; ``poll`` reads more."""
+
+    received: list[Notification]
+
+    def poll(self) -> int:
+        """Read what has arrived; return how many notifications that was."""
+        raise NotImplementedError
+
+    def per_key(self) -> Counter[str]:
+        return Counter(notification.key for notification in self.received)
+
+    def wait_for_keys(self, keys: Iterable[str], timeout_s: float) -> bool:
+        """Poll until every key has at least one notification; False on timeout."""
+        wanted = set(keys)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if wanted <= set(self.per_key()):
+                return True
+            self.poll()
+        return wanted <= set(self.per_key())
+
+    def settle(self, quiet_s: float, timeout_s: float = 30) -> None:
+        """Keep polling until nothing arrived for ``quiet_s`` (a late duplicate would show)."""
+        deadline = time.monotonic() + timeout_s
+        quiet_since = time.monotonic()
+        while time.monotonic() < deadline:
+            if self.poll():
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= quiet_s:
+                return
+
+    def by_key(self) -> dict[str, list[Notification]]:
+        grouped: defaultdict[str, list[Notification]] = defaultdict(list)
+        for notification in self.received:
+            grouped[notification.key].append(notification)
+        return dict(grouped)
+
+
 @dataclass
-class Watcher:
+class Watcher(CollectedNotifications):
     """Collects the notifications that arrive on the stack's watch queue."""
 
     stack: LocalStack
@@ -233,35 +272,6 @@ class Watcher:
                 ],
             )
         return len(messages)
-
-    def per_key(self) -> Counter[str]:
-        return Counter(notification.key for notification in self.received)
-
-    def wait_for_keys(self, keys: Iterable[str], timeout_s: float) -> bool:
-        """Poll until every key has at least one notification; False on timeout."""
-        wanted = set(keys)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if wanted <= set(self.per_key()):
-                return True
-            self.poll()
-        return wanted <= set(self.per_key())
-
-    def settle(self, quiet_s: float, timeout_s: float = 30) -> None:
-        """Keep polling until nothing arrived for ``quiet_s`` (a late duplicate would show)."""
-        deadline = time.monotonic() + timeout_s
-        quiet_since = time.monotonic()
-        while time.monotonic() < deadline:
-            if self.poll():
-                quiet_since = time.monotonic()
-            elif time.monotonic() - quiet_since >= quiet_s:
-                return
-
-    def by_key(self) -> dict[str, list[Notification]]:
-        grouped: defaultdict[str, list[Notification]] = defaultdict(list)
-        for notification in self.received:
-            grouped[notification.key].append(notification)
-        return dict(grouped)
 
 
 def ledger(stack: LocalStack) -> dict[str, dict[str, Any]]:

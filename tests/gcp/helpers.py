@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,7 +35,7 @@ from pipelined.gcp.clients import FIRESTORE_EMULATOR
 from pipelined.gcp.ledger import document_id
 from pipelined.gcp.local import ANONYMOUS, GcpStack
 from pipelined.local import free_port
-from tests.faults.daemon import FAST_SETTINGS, Daemon, Notification
+from tests.faults.daemon import FAST_SETTINGS, CollectedNotifications, Daemon, Notification
 
 if TYPE_CHECKING:  # pytest only for a type: bench/chaos.py runs this outside pytest too
     import pytest
@@ -320,7 +320,7 @@ class GcpDaemon(Daemon):
 
 
 @dataclass
-class GcpWatcher:
+class GcpWatcher(CollectedNotifications):
     """Collects the notifications that arrive on the stack's watch subscription."""
 
     stack: GcpStack
@@ -346,32 +346,3 @@ class GcpWatcher:
                 ack_ids = [message.ack_id for message in messages]
                 client.acknowledge(subscription=self.stack.watch_subscription, ack_ids=ack_ids)
         return len(messages)
-
-    def per_key(self) -> Counter[str]:
-        return Counter(notification.key for notification in self.received)
-
-    def wait_for_keys(self, keys: Iterable[str], timeout_s: float) -> bool:
-        """Poll until every key has at least one notification; False on timeout."""
-        wanted = set(keys)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if wanted <= set(self.per_key()):
-                return True
-            self.poll()
-        return wanted <= set(self.per_key())
-
-    def settle(self, quiet_s: float, timeout_s: float = 30) -> None:
-        """Keep polling until nothing arrived for ``quiet_s`` (a late duplicate would show)."""
-        deadline = time.monotonic() + timeout_s
-        quiet_since = time.monotonic()
-        while time.monotonic() < deadline:
-            if self.poll():
-                quiet_since = time.monotonic()
-            elif time.monotonic() - quiet_since >= quiet_s:
-                return
-
-    def by_key(self) -> dict[str, list[Notification]]:
-        grouped: defaultdict[str, list[Notification]] = defaultdict(list)
-        for notification in self.received:
-            grouped[notification.key].append(notification)
-        return dict(grouped)
