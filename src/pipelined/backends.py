@@ -7,19 +7,18 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 from pipelined.concurrency import ThrottleSignal
-from pipelined.consumer import Delivery, Queue
-from pipelined.events import ParsedRecord
+from pipelined.consumer import Queue
+from pipelined.handler import Parser
 from pipelined.ledger.store import LedgerStore
 from pipelined.pipeline import Notifier, ObjectStore
 from pipelined.settings import Settings
-
-Parser = Callable[[Delivery], list[ParsedRecord]]
 
 
 @dataclass(frozen=True)
 class Backend:
     queue: Queue
     parse: Parser | None
+    """How the queue's messages carry events; None: S3's JSON in the body (the handler's)."""
     store: ObjectStore
     ledger_store: LedgerStore
     notifier: Notifier

@@ -31,6 +31,9 @@ from pipelined.pipeline import Pipeline
 
 log = get_logger(__name__)
 
+Parser = Callable[[Delivery], list[ParsedRecord]]
+"""How a queue's messages carry object events: each backend has its own."""
+
 _MACHINE_ERRORS = (OSError, MemoryError)
 """Not pipelined's errors, not bugs either: the machine failing (a full disk), retried."""
 
@@ -43,7 +46,7 @@ class MessageHandler:
         pipeline: Pipeline,
         backoff: BackoffPolicy,
         rng: random.Random | None = None,
-        parse: Callable[[Delivery], list[ParsedRecord]] | None = None,
+        parse: Parser | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._backoff = backoff

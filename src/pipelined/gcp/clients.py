@@ -7,6 +7,7 @@ set gets anonymous credentials, so no developer's real credentials are ever look
 
 from __future__ import annotations
 
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
@@ -43,8 +44,16 @@ def credentials_for(emulator_variable: str) -> Credentials:
     """Anonymous credentials for an emulated service, else Application Default Credentials."""
     if os.environ.get(emulator_variable):
         return AnonymousCredentials()
+    return _application_default_credentials()
+
+
+@functools.cache
+def _application_default_credentials() -> Credentials:
+    # Looked up once and shared: each lookup may ask the metadata server, and one set of
+    # credentials refreshes one token for every client.
     found, _ = google.auth.default(scopes=[CLOUD_PLATFORM_SCOPE])
-    return found
+    credentials: Credentials = found
+    return credentials
 
 
 async def open_clients(
