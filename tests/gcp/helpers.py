@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 import grpc
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from google.api_core import exceptions
 from google.cloud import firestore
 from google.pubsub_v1 import types as pubsub
@@ -346,3 +348,29 @@ class GcpWatcher(CollectedNotifications):
                 ack_ids = [message.ack_id for message in messages]
                 client.acknowledge(subscription=self.stack.watch_subscription, ack_ids=ack_ids)
         return len(messages)
+
+
+def service_account_key(path: Path, project: str) -> str:
+    """Write a key file of no account, as IAM writes one, to ``path``; return its email.
+
+    A throwaway RSA key: the emulator checks no signature, but a signed URL needs a signer,
+    and only a service account's key signs without IAM's signBlob.
+    """
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    email = f"pipelined-test@{project}.iam.gserviceaccount.com"
+    fields = {
+        "type": "service_account",
+        "project_id": project,
+        "private_key_id": "throwaway",
+        "private_key": pem.decode(),
+        "client_email": email,
+        "client_id": "0",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    }
+    path.write_text(json.dumps(fields))
+    return email

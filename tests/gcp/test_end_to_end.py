@@ -20,8 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from google.pubsub_v1 import types as pubsub
 from PIL import Image
 from structlog.testing import capture_logs
@@ -41,6 +39,7 @@ from tests.gcp.helpers import (
     point_at,
     put,
     republish,
+    service_account_key,
     tap,
 )
 from tests.integration.helpers import eventually, running_daemon
@@ -413,30 +412,8 @@ async def test_what_keeps_failing_ends_in_the_dead_letter_topic(
 
 @pytest.fixture
 def signing_key(tmp_path: Path, gcp: GcpStack) -> tuple[Path, str]:
-    """A service account key of no account: a throwaway RSA key, written as Google writes a
-    key file. The emulator checks no signature; the daemon needs a key to sign with at all."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    email = f"pipelined-test@{gcp.project}.iam.gserviceaccount.com"
     path = tmp_path / "service-account.json"
-    path.write_text(
-        json.dumps(
-            {
-                "type": "service_account",
-                "project_id": gcp.project,
-                "private_key_id": "throwaway",
-                "private_key": pem.decode(),
-                "client_email": email,
-                "client_id": "0",
-                "token_uri": "https://oauth2.googleapis.com/token",
-            }
-        )
-    )
-    return path, email
+    return path, service_account_key(path, gcp.project)
 
 
 async def test_notifications_can_carry_signed_urls(

@@ -9,46 +9,20 @@ object.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from pipelined.errors import SourceGoneError, SourceOverwrittenError
 from pipelined.events import ObjectEvent
 from pipelined.gcp.clients import open_clients
 from pipelined.gcp.local import GcpStack
 from pipelined.gcp.storage import GcsStore
+from tests.gcp.helpers import service_account_key
 from tests.integration.object_store_contract import ObjectStoreContract, StoreBackend
-
-
-def service_account_key(path: Path, project: str) -> Path:
-    """A key file of the kind IAM hands out, for an account that exists nowhere."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    path.write_text(
-        json.dumps(
-            {
-                "type": "service_account",
-                "project_id": project,
-                "private_key_id": "0" * 40,
-                "private_key": pem.decode(),
-                "client_email": f"pipelined@{project}.iam.gserviceaccount.com",
-                "client_id": "1",
-                "token_uri": "https://oauth2.googleapis.com/token",
-            }
-        )
-    )
-    return path
 
 
 class TestGcsStore(ObjectStoreContract):
@@ -58,7 +32,8 @@ class TestGcsStore(ObjectStoreContract):
     ) -> AsyncIterator[StoreBackend]:
         for name, value in gcp.google_environment().items():
             monkeypatch.setenv(name, value)
-        key_file = service_account_key(tmp_path / "key.json", gcp.project)
+        key_file = tmp_path / "key.json"
+        service_account_key(key_file, gcp.project)
         monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key_file))
         bucket = gcp.storage_client().bucket(gcp.input_bucket)
 
@@ -86,7 +61,8 @@ async def test_a_signed_url_is_v4_and_expires_when_asked(
 ) -> None:
     for name, value in gcp.google_environment().items():
         monkeypatch.setenv(name, value)
-    key_file = service_account_key(tmp_path / "key.json", gcp.project)
+    key_file = tmp_path / "key.json"
+    service_account_key(key_file, gcp.project)
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key_file))
     async with AsyncExitStack() as exits:
         clients = await open_clients(exits, gcp.project, "(default)", max_connections=2)
@@ -95,7 +71,7 @@ async def test_a_signed_url_is_v4_and_expires_when_asked(
     query = parse_qs(urlsplit(url).query)
     assert query["X-Goog-Algorithm"] == ["GOOG4-RSA-SHA256"]
     assert query["X-Goog-Expires"] == [str(7 * 24 * 3600)]
-    assert query["X-Goog-Credential"][0].startswith(f"pipelined@{gcp.project}.iam")
+    assert query["X-Goog-Credential"][0].startswith(f"pipelined-test@{gcp.project}.iam")
 
 
 async def test_in_a_bucket_without_versions_an_overwrite_is_stale_and_a_delete_gone(
