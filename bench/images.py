@@ -50,7 +50,7 @@ from pypdf import PdfReader
 
 from pipelined.processing import ProcessingOptions, process_file
 from pipelined.processing.encoding import WEBP_METHOD
-from pipelined.processing.images import REDUCING_GAP, RESAMPLE
+from pipelined.processing.renditions import REDUCING_GAP, RESAMPLE
 from pipelined.samples import photo_jpeg, text_pdf, transparent_png
 
 QUALITY = ProcessingOptions().thumbnail_quality

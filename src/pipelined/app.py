@@ -56,6 +56,7 @@ def pipeline_config(settings: Settings) -> PipelineConfig:
             # The preview renders in its own child with its own deadline, always inside the job's.
             pdf_preview_timeout_s=min(10.0, settings.job_timeout_s / 2),
         ),
+        rules=settings.rules_file.rules if settings.rules_file else (),
         max_object_bytes=settings.max_object_bytes,
         claim_lease_s=settings.claim_lease_s,
         presign_ttl_s=settings.presign_ttl_s,

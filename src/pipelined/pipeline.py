@@ -41,6 +41,7 @@ from pipelined.processing import (
     sniff_kind,
 )
 from pipelined.records import JobRecord, SourceObject, StoredArtifact
+from pipelined.rules import Rule, select
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -88,11 +89,12 @@ class Runner(Protocol):
 class PipelineConfig:
     output_bucket: str
     output_prefix: str
-    options: ProcessingOptions
+    options: ProcessingOptions  # the default rule's; a matching rule changes some of them
     max_object_bytes: int
     claim_lease_s: int
     presign_ttl_s: int = 0
     tmp_dir: str | None = None
+    rules: tuple[Rule, ...] = ()  # the rules file's, in order; none: the default rule only
 
 
 class Pipeline:
@@ -191,19 +193,24 @@ class Pipeline:
             started_at=_now_iso(),
             finished_at="",
             duration_ms=0,
+            # Until the kind is known, the rule that matches without one: a failed download
+            # is still recorded under the rule its bucket and key lead to.
+            rule=self._rule(event, None).name,
         )
         with tempfile.TemporaryDirectory(prefix="pipelined-", dir=self._config.tmp_dir) as work:
             source_path = Path(work) / "source"
             try:
                 info = await self._fetch(event, source_path, claim)
+                kind = sniff_kind(_read_head(source_path))
+                rule = self._rule(event, kind)
                 record = replace(
                     record,
                     source=replace(record.source, etag=info.etag or event.etag, size=info.size),
-                    kind=sniff_kind(_read_head(source_path)) or "unknown",
+                    kind=kind or "unknown",
+                    rule=rule.name,
                 )
-                result = await self._runner.run(
-                    process_file, str(source_path), work, self._config.options
-                )
+                options = rule.options(self._config.options)
+                result = await self._runner.run(process_file, str(source_path), work, options)
                 artifacts = await self._upload(event, result)
                 record = replace(record, artifacts=artifacts, metadata=result.metadata)
             except WorkerDiedError as error:
@@ -218,6 +225,9 @@ class Pipeline:
                 record = self._failed(record, str(error), error)
         duration_ms = round((time.monotonic() - started) * 1000)
         return replace(record, finished_at=_now_iso(), duration_ms=duration_ms)
+
+    def _rule(self, event: ObjectEvent, kind: str | None) -> Rule:
+        return select(self._config.rules, event.bucket, event.key, kind)
 
     @staticmethod
     def _failed(record: JobRecord, reason: str, error: Exception) -> JobRecord:

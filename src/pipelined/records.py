@@ -13,6 +13,9 @@ Status = Literal["processed", "failed"]
 Kind = Literal["image", "pdf", "unknown"]
 
 NOTIFICATION_SCHEMA_VERSION = 1
+DEFAULT_RULE_NAME = "default"
+"""The rule of an upload no rule in the rules file matches (rules.py), and of every upload
+without a rules file; items recorded before rules existed read back with it too."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class JobRecord:
     artifacts: tuple[StoredArtifact, ...] = ()
     metadata: dict[str, JSONScalar] = field(default_factory=dict)
     error: str | None = None
+    rule: str = DEFAULT_RULE_NAME  # the rule (rules.py) that chose the outputs
 
     def notification(self) -> dict[str, Any]:
         """The SNS message body: everything a subscriber needs, as plain JSON."""

@@ -27,6 +27,7 @@ from pipelined.quotas import (
     SQS_MAX_VISIBILITY_TIMEOUT_S,
     SQS_MAX_WAIT_TIME_S,
 )
+from pipelined.rules import RulesFile, load_rules
 
 ENV_PREFIX = "PIPELINED_"
 Backend = Literal["aws", "gcp"]
@@ -115,6 +116,9 @@ class Settings(BaseSettings):
     # Processing.
     thumbnail_sizes: Annotated[tuple[int, ...], NoDecode] = (256, 1024)
     thumbnail_format: Literal["webp", "jpeg", "avif"] = "webp"
+    # A YAML file of rules: renditions per bucket, prefix, glob and kind (docs/processing.md).
+    # Read and validated here, once; unset, every upload gets the default rule (the two above).
+    rules_file: Annotated[RulesFile | None, NoDecode] = None
     max_object_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
     max_pixels: int = Field(default=100_000_000, ge=1)
     max_frames: int = Field(default=1000, ge=1)
@@ -163,6 +167,14 @@ class Settings(BaseSettings):
         if fmt == "avif" and not features.check("avif"):
             raise ValueError("avif needs a Pillow built with libavif, and this one is not")
         return fmt
+
+    @field_validator("rules_file", mode="before")
+    @classmethod
+    def _load_rules_file(cls, value: object) -> object:
+        if value == "":
+            raise ValueError("is empty; unset it to give every upload the default rule")
+        # A RulesError (a ValueError) names the file, the rule and the field.
+        return load_rules(value) if isinstance(value, str | os.PathLike) else value
 
     @field_validator("output_prefix")
     @classmethod

@@ -12,7 +12,7 @@ from dataclasses import asdict
 from typing import Any
 
 from pipelined.ledger.machine import ObjectState, Processing, Recorded, Version
-from pipelined.records import JobRecord, SourceObject, StoredArtifact
+from pipelined.records import DEFAULT_RULE_NAME, JobRecord, SourceObject, StoredArtifact
 
 Document = dict[str, Any]
 
@@ -26,6 +26,7 @@ FIELDS = frozenset(
         "version",
         "sequencer",
         "kind",
+        "rule",
         "etag",
         "size",
         "version_id",
@@ -72,6 +73,7 @@ def _recorded_fields(recorded: Recorded) -> Document:
         "version": recorded.version.id,
         "sequencer": recorded.version.sequencer,
         "kind": record.kind,
+        "rule": record.rule,
         "etag": record.source.etag,
         "size": record.source.size,
         "version_id": record.source.version_id,
@@ -142,6 +144,8 @@ def record_from_document(document: Document) -> JobRecord:
         artifacts=tuple(StoredArtifact(**artifact) for artifact in document.get("artifacts", [])),
         metadata=dict(document.get("metadata", {})),
         error=document.get("error"),
+        # Items written before rules existed have no rule: the default rule made them.
+        rule=str(document.get("rule", DEFAULT_RULE_NAME)),
     )
 
 

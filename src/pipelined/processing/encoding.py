@@ -1,5 +1,7 @@
 """Writing thumbnails and previews: one place that knows the output formats."""
 
+from __future__ import annotations
+
 import io
 import os
 from dataclasses import dataclass
@@ -7,7 +9,7 @@ from typing import Any
 
 from PIL import Image
 
-from pipelined.processing.options import ProcessingOptions, ThumbnailFormat
+from pipelined.processing.options import OutputFormatName, ProcessingOptions
 from pipelined.processing.results import Artifact
 
 
@@ -19,15 +21,31 @@ class OutputFormat:
     supports_alpha: bool
 
 
-OUTPUT_FORMATS: dict[ThumbnailFormat, OutputFormat] = {
+OUTPUT_FORMATS: dict[OutputFormatName, OutputFormat] = {
     "webp": OutputFormat("WEBP", "webp", "image/webp", supports_alpha=True),
     "jpeg": OutputFormat("JPEG", "jpg", "image/jpeg", supports_alpha=False),
     "avif": OutputFormat("AVIF", "avif", "image/avif", supports_alpha=True),
+    "png": OutputFormat("PNG", "png", "image/png", supports_alpha=True),  # lossless
 }
 
 
-def output_format(options: ProcessingOptions) -> OutputFormat:
-    return OUTPUT_FORMATS[options.thumbnail_format]
+@dataclass(frozen=True)
+class Encoding:
+    """How one output is written: the format, its quality (ignored by PNG), the background."""
+
+    format: OutputFormatName
+    quality: int
+    background_rgb: tuple[int, int, int]
+
+    @classmethod
+    def of_thumbnails(cls, options: ProcessingOptions) -> Encoding:
+        """The THUMBNAIL_FORMAT encoding, which PDF previews use."""
+        return cls(options.thumbnail_format, options.thumbnail_quality, options.background_rgb)
+
+
+def artifact_name(stem: str, fmt: OutputFormatName) -> str:
+    """The one rule for naming an image artifact: "{stem}.{extension}", e.g. "w400.webp"."""
+    return f"{stem}.{OUTPUT_FORMATS[fmt].extension}"
 
 
 def fit_long_edge(size: tuple[int, int], long_edge: int) -> tuple[int, int]:
@@ -43,14 +61,14 @@ def fit_long_edge(size: tuple[int, int], long_edge: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def prepare_for_output(image: Image.Image, options: ProcessingOptions) -> Image.Image:
+def prepare_for_output(image: Image.Image, encoding: Encoding) -> Image.Image:
     """Return a copy ready to save: RGB or RGBA, alpha flattened if the format lacks it."""
     if image.mode in ("RGB", "RGBA"):
         image = image.copy()
     else:
         image = image.convert("RGBA" if "A" in image.mode else "RGB")
-    if image.mode == "RGBA" and not output_format(options).supports_alpha:
-        flat = Image.new("RGB", image.size, options.background_rgb)
+    if image.mode == "RGBA" and not OUTPUT_FORMATS[encoding.format].supports_alpha:
+        flat = Image.new("RGB", image.size, encoding.background_rgb)
         flat.paste(image, mask=image.getchannel("A"))
         image = flat
     # resize()/convert() copy the source's info dict (EXIF, XMP, ICC, comments). Saving
@@ -69,27 +87,42 @@ class EncodedImage:
 
 def encode(image: Image.Image, options: ProcessingOptions) -> EncodedImage:
     """Encode image in the configured thumbnail format, with no metadata at all."""
-    fmt = output_format(options)
-    clean = prepare_for_output(image, options)
+    return encode_as(image, Encoding.of_thumbnails(options))
+
+
+def encode_as(image: Image.Image, encoding: Encoding) -> EncodedImage:
+    """Encode image as encoding says, with no metadata at all."""
+    fmt = OUTPUT_FORMATS[encoding.format]
+    clean = prepare_for_output(image, encoding)
     buffer = io.BytesIO()
-    clean.save(buffer, format=fmt.pillow_format, **_save_parameters(fmt, options))
+    clean.save(buffer, format=fmt.pillow_format, **_save_parameters(fmt, encoding.quality))
     return EncodedImage(buffer.getvalue(), clean.width, clean.height)
 
 
 def write_artifact(
     encoded: EncodedImage, out_dir: str, stem: str, options: ProcessingOptions
 ) -> Artifact:
-    """Write encoded bytes as out_dir/{stem}.{ext} and describe the file."""
-    fmt = output_format(options)
-    name = f"{stem}.{fmt.extension}"
+    """Write encoded bytes as out_dir/{stem}.{ext}, in the thumbnail format, and describe it."""
+    return write_encoded(encoded, out_dir, stem, options.thumbnail_format)
+
+
+def write_encoded(
+    encoded: EncodedImage, out_dir: str, stem: str, fmt_name: OutputFormatName
+) -> Artifact:
+    """Write bytes encoded as fmt_name under artifact_name(stem, fmt_name) and describe it."""
+    name = artifact_name(stem, fmt_name)
     path = os.path.join(out_dir, name)
     with open(path, "wb") as file:
         file.write(encoded.data)
-    return Artifact(name, path, fmt.content_type, width=encoded.width, height=encoded.height)
+    content_type = OUTPUT_FORMATS[fmt_name].content_type
+    return Artifact(name, path, content_type, width=encoded.width, height=encoded.height)
 
 
-def _save_parameters(fmt: OutputFormat, options: ProcessingOptions) -> dict[str, Any]:
-    parameters: dict[str, Any] = {"quality": options.thumbnail_quality}
+def _save_parameters(fmt: OutputFormat, quality: int) -> dict[str, Any]:
+    if fmt.pillow_format == "PNG":
+        # Lossless: quality means nothing. Level 6 is zlib's usual size/speed balance.
+        return {"compress_level": 6}
+    parameters: dict[str, Any] = {"quality": quality}
     if fmt.pillow_format == "JPEG":
         # Thumbnails are small; Huffman optimisation is cheap and saves a few percent.
         parameters["optimize"] = True

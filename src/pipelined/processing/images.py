@@ -4,8 +4,8 @@ The steps, in order: open (lazy, reads the header only), enforce the pixel and f
 read EXIF facts, ask the JPEG decoder to shrink while decoding (draft), decode the first
 frame, bring it to 8 bits (colour keys to alpha, wide data by its range) while averaging it
 down by an integer factor when the thumbnails are much smaller (reduce), apply the
-orientation the decoder left pending, convert to sRGB 8-bit RGB(A), then resize once per
-requested size straight from that picture, and encode without any metadata. Conversions run
+orientation the decoder left pending, convert to sRGB 8-bit RGB(A), then cut and resize once
+per rendition straight from that picture, and encode without any metadata. Conversions run
 strip by strip into the shrunk picture, so the decoded frame is the only full-size copy ever
 held in memory.
 """
@@ -31,9 +31,14 @@ from pipelined.errors import (
 )
 from pipelined.logs import get_logger
 from pipelined.processing import modes, tiff
-from pipelined.processing.encoding import EncodedImage, encode, fit_long_edge, write_artifact
+from pipelined.processing.encoding import fit_long_edge
 from pipelined.processing.options import ProcessingOptions
-from pipelined.processing.results import Artifact, JSONScalar, ProcessResult
+from pipelined.processing.renditions import (
+    REDUCING_GAP,
+    long_edge_needed,
+    write_renditions,
+)
+from pipelined.processing.results import JSONScalar, ProcessResult
 from pipelined.processing.sanitize import clean_text, describe_error
 from pipelined.processing.sniff import AVIF, PNG, TIFF, Detected
 
@@ -60,14 +65,6 @@ _DECODER_ERRORS: tuple[type[Exception], ...] = (
     ZeroDivisionError,
 )
 
-# Downscale: shrink-on-load and reduce() by an integer factor first, then a bicubic pass over
-# the last three-fold or less. Against a full-decode Lanczos resize (bench/images.py) this
-# path scores 48-54 dB PSNR before encoding (Lanczos in the last pass: 50-55 dB), and the
-# same after WebP q82 to within 0.05 dB (about 39-40 dB, the codec's loss), while the last
-# pass costs two thirds of Lanczos's time: 31 ms instead of 46 ms for a 1024 px thumbnail
-# from a 12 MP photo decoded at 1/2 scale.
-RESAMPLE = Image.Resampling.BICUBIC
-REDUCING_GAP = 3.0
 
 # Every key an image's metadata may carry (docs/processing.md). Deliberately nothing else from
 # EXIF: no GPS, no dates, no serial numbers.
@@ -137,19 +134,19 @@ class Decoded:
 def process_image(
     source_path: str, out_dir: str, options: ProcessingOptions, detected: Detected
 ) -> ProcessResult:
-    """Write one thumbnail per requested size and describe the image.
+    """Write one artifact per rendition (options.image_renditions) and describe the image.
 
-    Every name in options.thumbnail_sizes always yields an artifact "thumb-{size}.{ext}", so
-    the set of output keys depends on the settings only, never on the input. Thumbnails are
-    never upscaled: a size at or above the image's long edge yields the image at its own
-    (oriented) size, re-encoded and stripped. When several sizes end up with the same
-    dimensions the picture is encoded once and the same bytes are written under each name.
+    Every rendition always yields an artifact "{name}.{ext}" (by default "thumb-{size}.{ext}",
+    one per THUMBNAIL_SIZES), so the set of output keys depends on the settings only, never
+    on the input. Nothing is ever upscaled: a box at or above the image's own size yields the
+    image at its own (oriented) size, cut to the box's shape for cover and fill-down,
+    re-encoded and stripped.
     """
     if detected is AVIF and not AVIF_SUPPORTED:
         raise UnsupportedContentError("unsupported content: this Pillow build cannot read AVIF")
     with _pillow_pixel_guard(options.max_pixels):
         facts, decoded = _read(source_path, options, detected)
-    artifacts = _write_thumbnails(decoded.picture, decoded.size, out_dir, options)
+    artifacts = write_renditions(decoded.picture, decoded.size, out_dir, options)
     return ProcessResult("image", artifacts, _metadata(facts, decoded))
 
 
@@ -346,7 +343,7 @@ def _decode(image: Image.Image, options: ProcessingOptions, detected: Detected) 
         # one whose orientation is only in XMP included, and pillow-heif applies irot itself.
         full_size = image.size
     icc_profile = image.info.get("icc_profile")
-    picture = _shrink(image, max(options.thumbnail_sizes))
+    picture = _shrink(image, long_edge_needed(full_size, options.image_renditions))
     if pending is not None:
         picture = picture.transpose(_UPRIGHT[pending])
     upright_size = (full_size[1], full_size[0]) if pending in _SWAPS_AXES else full_size
@@ -369,7 +366,7 @@ def _request_shrink_on_load(image: Image.Image, options: ProcessingOptions) -> N
     draft() picks the largest reduction whose result still covers the requested box, so the
     biggest thumbnail is never made from fewer pixels than it has. Other formats ignore it.
     """
-    largest = fit_long_edge(image.size, max(options.thumbnail_sizes))
+    largest = fit_long_edge(image.size, long_edge_needed(image.size, options.image_renditions))
     if largest != image.size:
         image.draft(None, largest)
 
@@ -459,29 +456,6 @@ def _apply_icc_profile(image: Image.Image, icc_profile: bytes) -> Image.Image | 
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
         return None
     return converted
-
-
-def _write_thumbnails(
-    picture: Image.Image, upright_size: tuple[int, int], out_dir: str, options: ProcessingOptions
-) -> tuple[Artifact, ...]:
-    """One artifact per distinct requested size, in the order the sizes were configured."""
-    requested = list(dict.fromkeys(options.thumbnail_sizes))
-    targets = {size: fit_long_edge(upright_size, size) for size in requested}
-    encoded_by_target: dict[tuple[int, int], EncodedImage] = {}
-    # Largest first, each resized from the decoded picture rather than from the previous
-    # thumbnail, so small sizes do not inherit the larger one's resampling and rounding.
-    for target in sorted(set(targets.values()), reverse=True):
-        encoded_by_target[target] = encode(_resized(picture, target), options)
-    return tuple(
-        write_artifact(encoded_by_target[targets[size]], out_dir, f"thumb-{size}", options)
-        for size in requested
-    )
-
-
-def _resized(picture: Image.Image, target: tuple[int, int]) -> Image.Image:
-    if picture.size == target:
-        return picture
-    return picture.resize(target, RESAMPLE, reducing_gap=REDUCING_GAP)
 
 
 def _metadata(facts: ImageFacts, decoded: Decoded) -> dict[str, JSONScalar]:

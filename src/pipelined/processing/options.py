@@ -4,6 +4,7 @@ The options travel to worker processes with every job, so they are a frozen, pic
 dataclass of plain values.
 """
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -12,8 +13,47 @@ from PIL import features
 from pipelined.errors import ConfigError
 
 ThumbnailFormat = Literal["webp", "jpeg", "avif"]
+# Renditions may also be PNG (lossless); THUMBNAIL_FORMAT stays with the three lossy formats.
+OutputFormatName = Literal["webp", "jpeg", "avif", "png"]
+Fit = Literal["contain", "cover", "fill-down"]
+Gravity = Literal["center", "attention"]
 
 _THUMBNAIL_FORMATS: frozenset[str] = frozenset({"webp", "jpeg", "avif"})
+_OUTPUT_FORMATS: frozenset[str] = frozenset({"webp", "jpeg", "avif", "png"})
+DEFAULT_QUALITY = 82
+# A rendition's name is the start of a file name in the output directory and of an S3 key.
+RENDITION_NAME = re.compile(r"[a-z0-9._-]{1,100}")
+
+
+@dataclass(frozen=True)
+class RenditionSpec:
+    """One image output, as the worker makes it: its artifact is "{name}.{extension}".
+
+    The box is width x height. contain fits the picture inside it; cover and fill-down fill it
+    and crop what sticks out, where gravity says. Nothing is ever upscaled (images.py).
+    """
+
+    name: str
+    width: int
+    height: int
+    fit: Fit = "contain"
+    gravity: Gravity = "center"
+    format: OutputFormatName = "webp"
+    quality: int = DEFAULT_QUALITY
+
+
+def default_renditions(
+    sizes: tuple[int, ...], fmt: OutputFormatName, quality: int
+) -> tuple[RenditionSpec, ...]:
+    """Today's thumbnails as renditions: "thumb-{size}", long edge size, contain.
+
+    The one place THUMBNAIL_SIZES and THUMBNAIL_FORMAT turn into renditions; the default rule
+    (rules.py) is whatever this returns.
+    """
+    return tuple(
+        RenditionSpec(f"thumb-{size}", size, size, "contain", "center", fmt, quality)
+        for size in dict.fromkeys(sizes)
+    )
 
 
 @dataclass(frozen=True)
@@ -22,7 +62,9 @@ class ProcessingOptions:
 
     thumbnail_sizes: tuple[int, ...] = (256, 1024)  # long edge, never upscaled
     thumbnail_format: ThumbnailFormat = "webp"
-    thumbnail_quality: int = 82
+    thumbnail_quality: int = DEFAULT_QUALITY
+    # A rule's image renditions; None means the default ones, from the three settings above.
+    renditions: tuple[RenditionSpec, ...] | None = None
     # Alpha is flattened onto this colour when the output format has no alpha channel (jpeg).
     background_rgb: tuple[int, int, int] = (255, 255, 255)
     max_pixels: int = 100_000_000  # checked from the header, before decoding
@@ -40,6 +82,15 @@ class ProcessingOptions:
         self._check_output()
         self._check_limits()
 
+    @property
+    def image_renditions(self) -> tuple[RenditionSpec, ...]:
+        """What an image becomes: the rule's renditions, or the default thumbnails."""
+        if self.renditions is not None:
+            return self.renditions
+        return default_renditions(
+            self.thumbnail_sizes, self.thumbnail_format, self.thumbnail_quality
+        )
+
     def _check_output(self) -> None:
         if not self.thumbnail_sizes or any(size < 1 for size in self.thumbnail_sizes):
             raise ConfigError(f"thumbnail_sizes must be positive, got {self.thumbnail_sizes}")
@@ -49,6 +100,8 @@ class ProcessingOptions:
             raise ConfigError("thumbnail_format 'avif' needs a Pillow built with libavif")
         if not 1 <= self.thumbnail_quality <= 100:
             raise ConfigError(f"thumbnail_quality must be 1..100, got {self.thumbnail_quality}")
+        if self.renditions is not None:
+            _check_renditions(self.renditions)
         if len(self.background_rgb) != 3 or any(not 0 <= c <= 255 for c in self.background_rgb):
             raise ConfigError(f"background_rgb must be three 0..255 values: {self.background_rgb}")
 
@@ -60,3 +113,21 @@ class ProcessingOptions:
             raise ConfigError(
                 f"pdf_preview_timeout_s must be positive, got {self.pdf_preview_timeout_s}"
             )
+
+
+def _check_renditions(renditions: tuple[RenditionSpec, ...]) -> None:
+    # rules.py explains these to the operator; this guards callers that build options directly.
+    names = [rendition.name for rendition in renditions]
+    if not renditions or len(set(names)) != len(names):
+        raise ConfigError(f"renditions must be a non-empty list of distinct names: {names}")
+    for rendition in renditions:
+        if not RENDITION_NAME.fullmatch(rendition.name):
+            raise ConfigError(f"rendition name {rendition.name!r} is not [a-z0-9._-]")
+        if rendition.width < 1 or rendition.height < 1:
+            raise ConfigError(f"rendition {rendition.name!r} needs a positive width and height")
+        if rendition.format not in _OUTPUT_FORMATS:
+            raise ConfigError(f"rendition {rendition.name!r}: unknown format {rendition.format!r}")
+        if rendition.format == "avif" and not features.check("avif"):
+            raise ConfigError(f"rendition {rendition.name!r}: avif needs a Pillow with libavif")
+        if not 1 <= rendition.quality <= 100:
+            raise ConfigError(f"rendition {rendition.name!r}: quality must be 1..100")
