@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from pipelined.errors import ConfigError
 
@@ -35,6 +35,15 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument("path")
     upload.add_argument("--bucket", required=True)
     upload.add_argument("--key", help="object key (default: the file name)")
+    process = commands.add_parser(
+        "process",
+        help="run the processors on a local file, no cloud at all; exit 1 if the file fails",
+    )
+    process.add_argument("path", metavar="FILE")
+    process.add_argument(
+        "--out", metavar="DIR", help="where the artifacts go (default FILE.pipelined)"
+    )
+    process.add_argument("--json", action="store_true", help="print the outcome as JSON")
     watch = commands.add_parser("watch", help="print notifications as they arrive")
     source = watch.add_mutually_exclusive_group(required=True)
     source.add_argument("--queue-url", help="an SQS queue subscribed to the SNS topic")
@@ -60,20 +69,45 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    if args.command == "run":
-        return _run()
-    if args.command == "demo":
-        from pipelined.demo import run_demo
+    # Each command imports its heavy parts (the emulators, the daemon) only when chosen.
+    commands: dict[str, Callable[[argparse.Namespace], int]] = {
+        "run": lambda _: _run(),
+        "demo": _demo,
+        "local": _local,
+        "process": _process,
+        "upload": _upload,
+        "watch": _watch,
+    }
+    return commands[args.command](args)
 
-        return asyncio.run(run_demo(args.backend))
-    if args.command == "local":
-        from pipelined.demo import run_local
 
-        return asyncio.run(run_local(args.backend, args.port))
+def _demo(args: argparse.Namespace) -> int:
+    from pipelined.demo import run_demo
+
+    return asyncio.run(run_demo(args.backend))
+
+
+def _local(args: argparse.Namespace) -> int:
+    from pipelined.demo import run_local
+
+    return asyncio.run(run_local(args.backend, args.port))
+
+
+def _process(args: argparse.Namespace) -> int:
+    from pipelined.offline import process_local
+
+    return process_local(args.path, args.out, as_json=args.json)
+
+
+def _upload(args: argparse.Namespace) -> int:
     from pipelined import tools
 
-    if args.command == "upload":
-        return tools.upload(args.path, args.bucket, args.key, args.backend)
+    return tools.upload(args.path, args.bucket, args.key, args.backend)
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from pipelined import tools
+
     if args.subscription:
         return tools.watch_subscription(args.subscription)
     return tools.watch(args.queue_url)
