@@ -85,11 +85,6 @@ class EncodedImage:
     height: int
 
 
-def encode(image: Image.Image, options: ProcessingOptions) -> EncodedImage:
-    """Encode image in the configured thumbnail format, with no metadata at all."""
-    return encode_as(image, Encoding.of_thumbnails(options))
-
-
 def encode_as(image: Image.Image, encoding: Encoding) -> EncodedImage:
     """Encode image as encoding says, with no metadata at all."""
     fmt = OUTPUT_FORMATS[encoding.format]
@@ -97,13 +92,6 @@ def encode_as(image: Image.Image, encoding: Encoding) -> EncodedImage:
     buffer = io.BytesIO()
     clean.save(buffer, format=fmt.pillow_format, **_save_parameters(fmt, encoding.quality))
     return EncodedImage(buffer.getvalue(), clean.width, clean.height)
-
-
-def write_artifact(
-    encoded: EncodedImage, out_dir: str, stem: str, options: ProcessingOptions
-) -> Artifact:
-    """Write encoded bytes as out_dir/{stem}.{ext}, in the thumbnail format, and describe it."""
-    return write_encoded(encoded, out_dir, stem, options.thumbnail_format)
 
 
 def write_encoded(

@@ -41,7 +41,7 @@ from pipelined.errors import (
     internal_error,
 )
 from pipelined.logs import get_logger
-from pipelined.processing.encoding import encode, write_artifact
+from pipelined.processing.encoding import Encoding, encode_as, write_encoded
 from pipelined.processing.isolation import StepFailedError, call_isolated
 from pipelined.processing.options import ProcessingOptions
 from pipelined.processing.results import Artifact, JSONScalar, ProcessResult
@@ -327,8 +327,9 @@ def _render_preview(
 
 def _write_preview(source_path: str, out_dir: str, options: ProcessingOptions) -> Artifact:
     picture = _render_first_page(source_path, options.pdf_preview_size)
-    encoded = encode(picture, options)
-    return write_artifact(encoded, out_dir, f"preview-{options.pdf_preview_size}", options)
+    encoded = encode_as(picture, Encoding.of_thumbnails(options))
+    stem = f"preview-{options.pdf_preview_size}"
+    return write_encoded(encoded, out_dir, stem, options.thumbnail_format)
 
 
 def _render_first_page(source_path: str, long_edge: int) -> Image.Image:
