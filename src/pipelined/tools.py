@@ -5,8 +5,13 @@ from __future__ import annotations
 import json
 import mimetypes
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import boto3
+
+if TYPE_CHECKING:  # Google's libraries load only for the commands that use them
+    from google.pubsub_v1.services.subscriber import SubscriberClient
+    from google.pubsub_v1.types import PubsubMessage
 
 
 def upload(path: str, bucket: str, key: str | None, backend: str = "aws") -> int:
@@ -43,22 +48,31 @@ def watch(queue_url: str) -> int:
 
 def watch_subscription(subscription: str) -> int:
     """Pull the subscription and print each notification until interrupted."""
-    from google.api_core import exceptions
     from google.pubsub_v1.services.subscriber import SubscriberClient
 
     client = SubscriberClient()
     print(f"watching {subscription} (Ctrl-C to stop)")
     while True:
-        try:
-            response = client.pull(subscription=subscription, max_messages=10, timeout=20)
-        except exceptions.DeadlineExceeded:
-            continue  # nothing within the wait
-        for received in response.received_messages:
-            notification = json.loads(received.message.data)
+        for message in take_messages(client, subscription, timeout_s=20):
+            notification = json.loads(message.data)
             print(json.dumps(notification, indent=2, ensure_ascii=False))
-        if response.received_messages:
-            ack_ids = [received.ack_id for received in response.received_messages]
-            client.acknowledge(subscription=subscription, ack_ids=ack_ids)
+
+
+def take_messages(
+    client: SubscriberClient, subscription: str, timeout_s: float
+) -> list[PubsubMessage]:
+    """One pull of up to ten messages, acknowledged: [] when none came within ``timeout_s``."""
+    from google.api_core import exceptions
+
+    try:
+        response = client.pull(subscription=subscription, max_messages=10, timeout=timeout_s)
+    except exceptions.DeadlineExceeded:
+        return []  # an empty pull may end so, rather than with no messages
+    received = response.received_messages
+    if received:
+        ack_ids = [message.ack_id for message in received]
+        client.acknowledge(subscription=subscription, ack_ids=ack_ids)
+    return [message.message for message in received]
 
 
 def unwrap_notification(body: str) -> dict[str, object]:

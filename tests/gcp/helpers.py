@@ -37,6 +37,7 @@ from pipelined.gcp.clients import FIRESTORE_EMULATOR
 from pipelined.gcp.ledger import document_id
 from pipelined.gcp.local import ANONYMOUS, GcpStack
 from pipelined.local import free_port
+from pipelined.tools import take_messages
 from tests.faults.daemon import FAST_SETTINGS, CollectedNotifications, Daemon, Notification
 
 if TYPE_CHECKING:  # pytest only for a type: bench/chaos.py runs this outside pytest too
@@ -138,11 +139,8 @@ def read_notifications(
                 quiet_until = quiet_until or time.monotonic() + settle_s
                 if time.monotonic() >= quiet_until:
                     break
-            received = pull(client, stack.watch_subscription)
-            found += [parsed_notification(message.message) for message in received]
-            if received:
-                ack_ids = [message.ack_id for message in received]
-                client.acknowledge(subscription=stack.watch_subscription, ack_ids=ack_ids)
+            received = take_messages(client, stack.watch_subscription, PULL_TIMEOUT_S)
+            found += [parsed_notification(message) for message in received]
     return found
 
 
@@ -192,12 +190,10 @@ def drain_tap(stack: GcpStack, tapped: str, window_s: float = 5.0) -> list[pubsu
     deadline = time.monotonic() + window_s
     with subscriber_of(stack) as client:
         while time.monotonic() < deadline:
-            received = pull(client, tapped, timeout_s=TAP_PULL_TIMEOUT_S)
+            received = take_messages(client, tapped, TAP_PULL_TIMEOUT_S)
             if not received:
                 break
-            taken += [message.message for message in received]
-            ack_ids = [message.ack_id for message in received]
-            client.acknowledge(subscription=tapped, ack_ids=ack_ids)
+            taken += received
     return taken
 
 
@@ -331,9 +327,9 @@ class GcpWatcher(CollectedNotifications):
     def poll(self) -> int:
         """One pull of the watch subscription; return how many notifications arrived."""
         with subscriber_of(self.stack) as client:
-            messages = pull(client, self.stack.watch_subscription)
+            messages = take_messages(client, self.stack.watch_subscription, PULL_TIMEOUT_S)
             for message in messages:
-                body = json.loads(message.message.data)
+                body = json.loads(message.data)
                 source = body.get("source")
                 self.received.append(
                     Notification(
@@ -344,9 +340,6 @@ class GcpWatcher(CollectedNotifications):
                         body=body,
                     )
                 )
-            if messages:
-                ack_ids = [message.ack_id for message in messages]
-                client.acknowledge(subscription=self.stack.watch_subscription, ack_ids=ack_ids)
         return len(messages)
 
 

@@ -9,11 +9,11 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
-from google.api_core import exceptions
 
 from pipelined.gcp.clients import open_clients
 from pipelined.gcp.local import GcpStack, subscriber
 from pipelined.gcp.notifier import PubSubNotifier
+from pipelined.tools import take_messages
 from tests.integration.notifier_contract import NotifierBackend, NotifierContract
 
 
@@ -27,20 +27,8 @@ class TestPubSubNotifier(NotifierContract):
         client = subscriber(gcp.emulators.pubsub_host)
 
         def received() -> list[tuple[dict[str, Any], dict[str, str]]]:
-            try:
-                response = client.pull(
-                    subscription=gcp.watch_subscription, max_messages=10, timeout=1
-                )
-            except exceptions.DeadlineExceeded:
-                return []
-            messages = response.received_messages
-            if messages:
-                ack_ids = [message.ack_id for message in messages]
-                client.acknowledge(subscription=gcp.watch_subscription, ack_ids=ack_ids)
-            return [
-                (json.loads(message.message.data), dict(message.message.attributes))
-                for message in messages
-            ]
+            messages = take_messages(client, gcp.watch_subscription, timeout_s=1)
+            return [(json.loads(message.data), dict(message.attributes)) for message in messages]
 
         async with AsyncExitStack() as exits:
             clients = await open_clients(exits, gcp.project, "(default)", max_connections=4)

@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from google.api_core import exceptions
 from google.cloud import firestore
 
 from pipelined.gcp.local import ANONYMOUS, GcpStack, apply_environment, gcp_stack, subscriber
 from pipelined.samples import Sample
+from pipelined.tools import take_messages
 
 PULL_TIMEOUT_S = 1.0
 
@@ -45,19 +45,10 @@ class GcpDemoStack:
         subscription = self._stack.watch_subscription
         found: dict[str, dict[str, Any]] = {}
         while wanted - found.keys() and time.monotonic() < deadline:
-            try:
-                response = client.pull(
-                    subscription=subscription, max_messages=10, timeout=PULL_TIMEOUT_S
-                )
-            except exceptions.DeadlineExceeded:
-                continue  # an empty pull may end so
-            for received in response.received_messages:
-                notification = json.loads(received.message.data)
-                notification["_attributes"] = dict(received.message.attributes)
+            for message in take_messages(client, subscription, PULL_TIMEOUT_S):
+                notification = json.loads(message.data)
+                notification["_attributes"] = dict(message.attributes)
                 found[str(notification["source"]["key"])] = notification
-            if response.received_messages:
-                ack_ids = [received.ack_id for received in response.received_messages]
-                client.acknowledge(subscription=subscription, ack_ids=ack_ids)
         return found
 
     def ledger(self) -> dict[str, tuple[str, str]]:
