@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import urllib.request
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -43,6 +42,7 @@ from tests.gcp.helpers import (
     tap,
 )
 from tests.integration.helpers import eventually, running_daemon
+from tests.integration.object_store_contract import fetch
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -432,14 +432,8 @@ async def test_notifications_can_carry_signed_urls(
         assert "X-Goog-Expires=300" in url
         assert "X-Goog-Signature=" in url
         assert f"X-Goog-Credential={email.replace('@', '%40')}" in url, "signed by that key"
-        fetched = await asyncio.to_thread(_fetch, url)
+        fetched = await asyncio.to_thread(fetch, url)
         assert fetched == object_bytes(gcp, artifact["bucket"], artifact["key"])
     stored = ledger_document(gcp, gcp.input_bucket, "shared/logo.png")
     assert stored is not None
     assert all(artifact.get("url") is None for artifact in stored["artifacts"]), "URLs expire"
-
-
-def _fetch(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        body: bytes = response.read()
-        return body
