@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TOOLS := $(VENV)/.tools
 
 .PHONY: demo demo-gcp local local-gcp test lint typecheck unit bench chaos chaos-gcp clean lint-deploy venv
 
@@ -15,18 +16,23 @@ $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
 
 venv: $(STAMP)
 
-demo: $(STAMP)
+# Debian's tesseract (OCR, with English and German) and Prometheus (the metrics test), on first use.
+$(TOOLS): deploy/test-tools.sh | $(STAMP)
+	bash deploy/test-tools.sh $(BIN)
+	touch $(TOOLS)
+
+demo: $(STAMP) $(TOOLS)
 	$(BIN)/pipelined demo
 
 # The same on Google Cloud's emulators: Pub/Sub and Firestore (Java, from the Cloud SDK's
 # components) and fake-gcs-server (from its wheel).
-demo-gcp: $(STAMP)
+demo-gcp: $(STAMP) $(TOOLS)
 	$(BIN)/pipelined demo --backend gcp
 
-local: $(STAMP)
+local: $(STAMP) $(TOOLS)
 	$(BIN)/pipelined local
 
-local-gcp: $(STAMP)
+local-gcp: $(STAMP) $(TOOLS)
 	$(BIN)/pipelined local --backend gcp
 
 lint: $(STAMP)
@@ -36,7 +42,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) $(TOOLS)
 	$(BIN)/pytest
 
 test: lint typecheck unit lint-deploy

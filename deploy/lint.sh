@@ -81,23 +81,8 @@ find_python311() {
     die "Python 3.11 not found (the image runs 3.11; set PYTHON=/path/to/python3.11)"
 }
 
-has_candidate() { apt-cache policy "$1" 2>/dev/null | grep -q 'Candidate: [^(]'; }
-
-apt_update_if_needed() { # the package lists of a fresh machine may be empty
-    has_candidate "$1" && return
-    [ "$(id -u)" -eq 0 ] || die "apt-get update needed for $1: run as root, or install it yourself"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
-}
-
-apt_install() { # apt_install COMMAND PACKAGE...
-    [ "$(id -u)" -eq 0 ] || die "$1 is missing: apt-get install ${*:2} (as root), then run again"
-    apt_update_if_needed "$2"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${@:2}" \
-        >"$WORK/apt.log" 2>&1 </dev/null || {
-        cat "$WORK/apt.log" >&2
-        die "apt-get install ${*:2} failed"
-    }
-}
+# shellcheck source=deploy/lint/debian.sh
+source "$DEPLOY/lint/debian.sh"
 
 fingerprint() { cat "$@" | sha256sum | cut -c1-16; }
 
@@ -133,16 +118,7 @@ install_tools() {
     fi
     cp "$DEPLOY/lint/crd/validate.mjs" "$VENV/crd/" # its imports resolve next to it
 
-    if [ ! -x "$BIN/promtool" ]; then
-        apt_update_if_needed prometheus
-        mkdir -p "$WORK/deb"
-        (cd "$WORK/deb" && apt-get download -qq prometheus >"$WORK/apt.log" 2>&1 </dev/null) || {
-            cat "$WORK/apt.log"
-            die "apt-get download prometheus (for promtool) failed"
-        }
-        dpkg-deb -x "$WORK"/deb/prometheus_*.deb "$WORK/deb/tree"
-        install -m 0755 "$WORK/deb/tree/usr/bin/promtool" "$BIN/promtool"
-    fi
+    [ -x "$BIN/promtool" ] || extract_from_package prometheus "$BIN" promtool
 }
 
 # ------------------------------------------------------------------------------------------------
@@ -340,7 +316,7 @@ run_check "checkov: CloudFormation, ECS, Terraform (AWS, Google Cloud), Dockerfi
 run_check "promtool check config deploy/prometheus/scrape-vm.yml" 60s \
     "$BIN/promtool" check config deploy/prometheus/scrape-vm.yml
 run_check "yamllint deploy/" 60s yaml_lint
-run_check "shellcheck deploy/lint.sh" 60s "$BIN/shellcheck" deploy/lint.sh
+run_check "shellcheck deploy/*.sh" 60s "$BIN/shellcheck" -x deploy/lint.sh deploy/test-tools.sh deploy/lint/debian.sh
 
 if [ ${#FAILED[@]} -gt 0 ]; then
     say "deploy/lint.sh: ${#FAILED[@]} check(s) failed:"
