@@ -36,6 +36,8 @@ CALL_ACTIONS: dict[tuple[str, str], frozenset[str]] = {
     ("sqs", "delete_message_batch"): frozenset({"sqs:DeleteMessage"}),
     ("sqs", "change_message_visibility_batch"): frozenset({"sqs:ChangeMessageVisibility"}),
     ("sqs", "get_queue_attributes"): frozenset({"sqs:GetQueueAttributes"}),
+    # The queue-depth poller finds the dead-letter queue from the redrive policy's ARN.
+    ("sqs", "get_queue_url"): frozenset({"sqs:GetQueueUrl"}),
     ("s3", "head_object"): frozenset({"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket"}),
     ("s3", "get_object"): frozenset({"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket"}),
     ("s3", "put_object"): frozenset({"s3:PutObject"}),

@@ -15,6 +15,14 @@ data "aws_iam_policy_document" "worker" {
     resources = [aws_sqs_queue.input.arn]
   }
 
+  # The depth gauges: the dead-letter queue is found from the redrive policy by name.
+  statement {
+    sid       = "WatchDeadLetterQueue"
+    effect    = "Allow"
+    actions   = ["sqs:GetQueueUrl", "sqs:GetQueueAttributes"]
+    resources = [aws_sqs_queue.dlq.arn]
+  }
+
   statement {
     sid       = "ReadInputObjects"
     effect    = "Allow"

@@ -19,6 +19,7 @@ from pipelined.logs import get_logger
 from pipelined.pipeline import Pipeline, PipelineConfig
 from pipelined.pool import WorkerPool
 from pipelined.processing import ProcessingOptions
+from pipelined.queuestats import QueueStatsPoller, ReceivedAges
 from pipelined.sdnotify import SystemdNotifier
 from pipelined.settings import Settings
 
@@ -75,6 +76,8 @@ async def run_daemon(
     stop = stop or asyncio.Event()
     notifier = SystemdNotifier()
     health = metrics.Health()
+    metrics.set_build_info(settings.backend)
+    metrics.JOB_TIMEOUT_SECONDS.set(settings.job_timeout_s)
     if handle_signals:
         # First of all: a SIGTERM during start-up must still end in an orderly exit 0.
         _install_signal_handlers(stop)
@@ -103,7 +106,12 @@ async def run_daemon(
         )
         consumer = Consumer(
             backend.queue,
-            MessageHandler(pipeline, backoff_policy(settings), parse=backend.parse),
+            MessageHandler(
+                pipeline,
+                backoff_policy(settings),
+                parse=backend.parse,
+                input_buckets=settings.input_buckets,
+            ),
             consumer_config(settings),
             health,
         )
@@ -111,6 +119,11 @@ async def run_daemon(
         consumer.on_ready = notifier.ready
         consumer.on_draining = lambda: notifier.stopping(settings.drain_timeout_s)
         watchdog = _start_watchdog(notifier, health)
+        ages = ReceivedAges()
+        consumer.on_received = ages.note
+        queue_stats = asyncio.create_task(
+            QueueStatsPoller(backend.queue_stats, ages).run(), name="queue-stats"
+        )
         if started is not None:
             started.set()
         log.info(
@@ -124,6 +137,9 @@ async def run_daemon(
         finally:
             if watchdog is not None:
                 watchdog.cancel()
+            # Before the clients close: no attributes call may be left in flight.
+            queue_stats.cancel()
+            await asyncio.gather(queue_stats, return_exceptions=True)
         log.info("daemon_stopped")
 
 

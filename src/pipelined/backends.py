@@ -11,6 +11,7 @@ from pipelined.consumer import Queue
 from pipelined.handler import Parser
 from pipelined.ledger.store import LedgerStore
 from pipelined.pipeline import Notifier, ObjectStore
+from pipelined.queuestats import QueueStatsSource
 from pipelined.settings import Settings
 
 
@@ -28,6 +29,8 @@ class Backend:
     """Whether messages that keep failing are set aside (asked once, at start-up)."""
     dead_letter_hint: str
     """What to do about it when they are not."""
+    queue_stats: QueueStatsSource | None = None
+    """Where the queue's depth is read from; None where the queue tells none (Pub/Sub)."""
 
 
 async def open_backend(

@@ -39,7 +39,8 @@ class Delivery:
     """One received message. ``lease`` is opaque: a receipt handle on SQS, an ack id on Pub/Sub.
 
     ``attributes`` are the message's own (Pub/Sub's carry what a GCS notification is about);
-    SQS's are not read, so they stay empty.
+    SQS's are not read, so they stay empty. ``sent_at``: Unix time the message was first sent
+    (SQS SentTimestamp, Pub/Sub publish_time), None when the queue did not say.
     """
 
     message_id: str
@@ -47,6 +48,7 @@ class Delivery:
     receive_count: int
     lease: str
     attributes: Mapping[str, str] = field(default_factory=dict)
+    sent_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -239,6 +241,18 @@ class Consumer:
         self._deleter = DeleteBatcher(queue, config.delete_flush_s)
         self.on_ready: Callable[[], None] | None = None
         self.on_draining: Callable[[], None] | None = None
+        # After each receive: how many came, and the oldest one's age (None: none known).
+        self.on_received: Callable[[int, float | None], None] | None = None
+        self._show_load()
+
+    def _record(self, *, throttled: bool) -> None:
+        self._slots.record(throttled=throttled)
+        self._show_load()
+
+    def _show_load(self) -> None:
+        """Jobs in flight, and slots free for more (a receive under way holds none of them)."""
+        metrics.IN_FLIGHT.set(len(self._jobs))
+        metrics.FREE_SLOTS.set(max(0, self._slots.limit.current - len(self._jobs)))
 
     @property
     def in_flight(self) -> int:
@@ -250,7 +264,7 @@ class Consumer:
 
     def note_throttle(self) -> None:
         """A cloud call was throttled somewhere: take fewer messages for a while."""
-        self._slots.record(throttled=True)
+        self._record(throttled=True)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set; return once everything is drained or released."""
@@ -286,13 +300,14 @@ class Consumer:
                 self._slots.give_back(wanted)
                 if isinstance(error, ThrottledError):
                     # Any other failure says nothing of the load the cloud takes: no success.
-                    self._slots.record(throttled=True)
+                    self._record(throttled=True)
                 failures += 1
                 self._health.set_ready(False, f"receive failing: {error}")
                 log.warning("receive_failed", error=str(error), consecutive=failures)
                 await self._pause(min(30.0, 0.5 * 2**failures) * self._rng.uniform(0.5, 1.0))
                 continue
             self._slots.give_back(wanted - len(deliveries))
+            self._received(deliveries)
             if self._slots.closed:
                 self._slots.give_back(len(deliveries))
                 await self._release([(delivery, 0) for delivery in deliveries])
@@ -303,6 +318,21 @@ class Consumer:
             failures = 0
             for delivery in deliveries:
                 self._start_job(delivery, asked_at)
+
+    def _received(self, deliveries: Sequence[Delivery]) -> None:
+        """Count a successful receive, and the age of what it brought."""
+        now = time.time()  # ages are on the queue's clock: wall time, not the monotonic one
+        metrics.LAST_RECEIVE_TIMESTAMP.set(now)
+        oldest_s: float | None = None
+        if deliveries:
+            metrics.MESSAGES_RECEIVED.inc(len(deliveries))
+            for delivery in deliveries:
+                if delivery.sent_at is not None:
+                    age_s = max(0.0, now - delivery.sent_at)
+                    metrics.MESSAGE_AGE_SECONDS.observe(age_s)
+                    oldest_s = age_s if oldest_s is None else max(oldest_s, age_s)
+        if self.on_received is not None:
+            self.on_received(len(deliveries), oldest_s)
 
     async def _pause(self, seconds: float) -> None:
         """Sleep, but wake as soon as the consumer stops."""
@@ -325,7 +355,7 @@ class Consumer:
             held_until,
         )
         self._jobs[delivery] = job
-        metrics.IN_FLIGHT.set(len(self._jobs))
+        self._show_load()
         log.debug(
             "message_received", message_id=delivery.message_id, receives=delivery.receive_count
         )
@@ -377,7 +407,7 @@ class Consumer:
     def _finish(self, job: _Job) -> None:
         self._jobs.pop(job.delivery, None)
         self._slots.give_back()
-        metrics.IN_FLIGHT.set(len(self._jobs))
+        self._show_load()
 
     async def _settle(self, job: _Job, disposition: Ack | Retry | Reject | None) -> None:
         if job.cancel_reason is not None:
@@ -387,7 +417,7 @@ class Consumer:
 
     async def _apply(self, job: _Job, disposition: Ack | Retry | Reject) -> None:
         delivery = job.delivery
-        self._slots.record(throttled=isinstance(disposition, Retry) and disposition.throttled)
+        self._record(throttled=isinstance(disposition, Retry) and disposition.throttled)
         if isinstance(disposition, Ack | Reject):
             self._deleter.add(delivery)
             outcome = "ack" if isinstance(disposition, Ack) else "reject"
@@ -523,6 +553,8 @@ class Consumer:
                 metrics.VISIBILITY_EXTENSIONS.labels("extended").inc()
                 continue
             metrics.VISIBILITY_EXTENSIONS.labels("failed").inc()
+            if not failure.retryable:
+                metrics.LEASES_LOST.inc()
             # A job that ended meanwhile is settling its message: nothing left to cancel.
             if not failure.retryable and self._jobs.get(job.delivery) is job:
                 self._cancel(job, "lease_lost")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
 import signal
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pipelined.app import run_daemon
@@ -20,6 +23,9 @@ if TYPE_CHECKING:
     from pipelined.local import LocalStack
 
 DEMO_TIMEOUT_S = 120.0
+DEMO_OUTPUT_DIR = Path("pipelined-demo-output")
+"""Where ``pipelined demo`` keeps what came out, relative to the current directory."""
+DEMO_MARKER = ".pipelined-demo"
 Cloud = Literal["aws", "gcp"]
 
 
@@ -39,6 +45,8 @@ class DemoStack(Protocol):
         """Each source key's ledger status and attempts, as the ledger holds them."""
         ...
 
+    def download(self, bucket: str, key: str) -> bytes: ...
+
     def instructions(self, metrics_port: int) -> str: ...
 
 
@@ -52,8 +60,9 @@ def embedded_stack(
     return _aws_demo_stack(name, port)
 
 
-async def run_demo(cloud: Cloud = "aws") -> int:
-    """Upload the samples, let the daemon process them, print what came out, exit."""
+async def run_demo(cloud: Cloud = "aws", out_dir: Path = DEMO_OUTPUT_DIR) -> int:
+    """Upload the samples, let the daemon process them, print what came out and keep it in
+    ``out_dir``, exit."""
     configure_logging("error", "console")  # the summary is the output; errors still show
     samples = demo_samples()
     with embedded_stack(cloud, "pipelined-demo") as stack:
@@ -69,9 +78,44 @@ async def run_demo(cloud: Cloud = "aws") -> int:
         wanted = {sample.key for sample in samples}
         notifications = await asyncio.to_thread(stack.notifications, wanted, deadline)
         ledger = await asyncio.to_thread(stack.ledger)
+        saved = await asyncio.to_thread(save_outputs, stack, notifications, out_dir)
         stop.set()
         await daemon
-    return _print_summary(stack.scheme, samples, notifications, ledger)
+    exit_code = _print_summary(stack.scheme, samples, notifications, ledger)
+    print(f"Artifacts and notifications are in {saved}/ (one folder per uploaded file).")
+    return exit_code
+
+
+def save_outputs(stack: DemoStack, notifications: dict[str, dict[str, Any]], out_dir: Path) -> Path:
+    """Copy each notification and its artifacts into ``out_dir/SOURCE_KEY/``, a folder a person
+    can open; return its absolute path. A folder of an earlier demo is replaced."""
+    folder = _fresh_folder(out_dir)
+    for source_key, notification in notifications.items():
+        target = folder / _relative(source_key)
+        target.mkdir(parents=True, exist_ok=True)
+        shown = {name: value for name, value in notification.items() if not name.startswith("_")}
+        (target / "notification.json").write_text(json.dumps(shown, indent=2) + "\n")
+        for artifact in notification.get("artifacts", []):
+            body = stack.download(artifact["bucket"], artifact["key"])
+            (target / _relative(artifact["key"]).name).write_bytes(body)
+    return folder
+
+
+def _fresh_folder(out_dir: Path) -> Path:
+    """``out_dir`` emptied, if an earlier demo made it (its marker file says so), else created.
+    A folder that is not the demo's is written into, never cleared."""
+    folder = out_dir.resolve()
+    if (folder / DEMO_MARKER).is_file():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / DEMO_MARKER).write_text("made by pipelined demo; replaced by the next run\n")
+    return folder
+
+
+def _relative(key: str) -> PurePosixPath:
+    """An object key as a relative path that stays inside the folder."""
+    parts = [part for part in PurePosixPath(key).parts if part not in ("", ".", "..", "/")]
+    return PurePosixPath(*parts) if parts else PurePosixPath("_")
 
 
 def _print_summary(
@@ -190,6 +234,10 @@ class AwsDemoStack:
             )
             for item in items
         }
+
+    def download(self, bucket: str, key: str) -> bytes:
+        body: bytes = self._stack.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+        return body
 
     def instructions(self, metrics_port: int) -> str:
         stack = self._stack

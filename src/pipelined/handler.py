@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import structlog
 
@@ -34,6 +34,9 @@ log = get_logger(__name__)
 Parser = Callable[[Delivery], list[ParsedRecord]]
 """How a queue's messages carry object events: each backend has its own."""
 
+FOREIGN_BUCKET_REASON = "bucket {bucket!r} is not one of PIPELINED_INPUT_BUCKETS"
+"""Why an event from a bucket the settings do not list is rejected (deleted, never retried)."""
+
 _MACHINE_ERRORS = (OSError, MemoryError)
 """Not pipelined's errors, not bugs either: the machine failing (a full disk), retried."""
 
@@ -47,12 +50,15 @@ class MessageHandler:
         backoff: BackoffPolicy,
         rng: random.Random | None = None,
         parse: Parser | None = None,
+        input_buckets: Collection[str] = (),
     ) -> None:
         self._pipeline = pipeline
         self._backoff = backoff
         self._rng = rng or random.Random()
         # How the queue's messages carry events: S3's JSON in the body unless told otherwise.
         self._parse = parse or _s3_records
+        # INPUT_BUCKETS: the buckets events may come from; empty, any bucket.
+        self._input_buckets = frozenset(input_buckets)
 
     async def __call__(self, delivery: Delivery) -> Disposition:
         with structlog.contextvars.bound_contextvars(message_id=delivery.message_id):
@@ -75,6 +81,11 @@ class MessageHandler:
             if self._pipeline.is_own_output(event):
                 log.info("record_ignored", reason="key is under the output prefix")
                 return Ack()
+            if self._input_buckets and event.bucket not in self._input_buckets:
+                # Nothing of it is read or recorded: it may not be ours to see at all.
+                reason = FOREIGN_BUCKET_REASON.format(bucket=event.bucket)
+                log.warning("record_rejected", reason=reason)
+                return Reject(reason)
             result: JobOutcome | Exception
             try:
                 result = await self._pipeline.handle(event)

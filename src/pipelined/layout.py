@@ -12,3 +12,12 @@ def artifact_prefix(output_prefix: str, bucket: str, key: str, version: str) -> 
     writes the same keys again, never new ones.
     """
     return f"{output_prefix}{bucket}/{key}/{version}/"
+
+
+def probe_key(output_prefix: str, token: str) -> str:
+    """``{output_prefix}.check/{token}``: where ``pipelined check`` writes and deletes a probe.
+
+    Under the output prefix, so the daemon skips its event like any artifact's; never inside an
+    artifact folder, since no bucket name starts with a dot.
+    """
+    return f"{output_prefix}.check/{token}"

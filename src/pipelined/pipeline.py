@@ -126,10 +126,11 @@ class Pipeline:
         if isinstance(grant, Refused):
             return self._refused(grant)
         if isinstance(grant, NotifyGrant):
-            return await self._resend(grant)
+            return await self._resend(grant, event)
         return await self._process(event, grant)
 
     def _refused(self, refused: Refused) -> JobOutcome:
+        metrics.LEDGER_REFUSALS.labels(refused.reason.value).inc()
         if refused.reason is Refusal.BUSY:
             # Come back when the holder's lease has run out: by then it has finished (and this
             # delivery is a duplicate) or died (and this delivery takes over).
@@ -144,13 +145,14 @@ class Pipeline:
         log.info("job_skipped", reason=reason)
         return JobOutcome.SKIPPED
 
-    async def _resend(self, grant: NotifyGrant) -> JobOutcome:
+    async def _resend(self, grant: NotifyGrant, event: ObjectEvent) -> JobOutcome:
         """The job finished but its owner died before marking the notification sent: send it
         (again, perhaps: it carries the same notification_id)."""
         try:
             async with self._holding(grant.hold):
-                await self._notify(grant.hold, grant.record)
-        except BaseException:
+                await self._notify(grant.hold, grant.record, event)
+        except BaseException as error:
+            _count_lost(error)
             await asyncio.shield(self._ledger.release(grant.hold))
             raise
         return self._skipped("duplicate")
@@ -169,13 +171,16 @@ class Pipeline:
                     log.info("version_superseded", reason=str(error))
                     return self._skipped("stale")
                 # Shielded: a shutdown must not cut the record write in half.
+                recording = time.monotonic()
                 await asyncio.shield(self._ledger.complete(hold, record))
+                _stage_done(record.kind, "record", recording)
                 outcome = _outcome_of(record)
                 metrics.PROCESSING_SECONDS.labels(record.kind).observe(time.monotonic() - started)
                 metrics.JOBS.labels(record.kind, outcome.value).inc()
                 # Still holding: the lease, renewed, keeps a duplicate from publishing too.
-                await self._notify(hold, record)
+                await self._notify(hold, record, event)
         except BaseException as error:
+            _count_lost(error)
             # Retryable error or shutdown: free the claim so the redelivery need not wait.
             died = isinstance(error, WorkerDiedError)
             await asyncio.shield(self._ledger.release(hold, worker_died=died))
@@ -200,8 +205,11 @@ class Pipeline:
         with tempfile.TemporaryDirectory(prefix="pipelined-", dir=self._config.tmp_dir) as work:
             source_path = Path(work) / "source"
             try:
+                stage_started = time.monotonic()
                 info = await self._fetch(event, source_path, claim)
                 kind = sniff_kind(_read_head(source_path))
+                stage_started = _stage_done(kind or "unknown", "download", stage_started)
+                metrics.DOWNLOADED_BYTES.inc(info.size)
                 rule = self._rule(event, kind)
                 record = replace(
                     record,
@@ -211,7 +219,9 @@ class Pipeline:
                 )
                 options = rule.options(self._config.options)
                 result = await self._runner.run(process_file, str(source_path), work, options)
+                stage_started = _stage_done(record.kind, "process", stage_started)
                 artifacts = await self._upload(event, result)
+                _stage_done(record.kind, "upload", stage_started)
                 record = replace(record, artifacts=artifacts, metadata=result.metadata)
             except WorkerDiedError as error:
                 deaths = claim.worker_deaths + 1
@@ -258,6 +268,7 @@ class Pipeline:
                 for a in result.artifacts
             )
         )
+        metrics.UPLOADED_BYTES.inc(sum(sizes))
         return tuple(
             StoredArtifact(
                 bucket=bucket,
@@ -270,15 +281,18 @@ class Pipeline:
             for artifact, size in zip(result.artifacts, sizes, strict=True)
         )
 
-    async def _notify(self, hold: Hold, record: JobRecord) -> None:
+    async def _notify(self, hold: Hold, record: JobRecord, event: ObjectEvent) -> None:
+        notifying = time.monotonic()
         if self._config.presign_ttl_s:
             record = replace(record, artifacts=await self._presigned(record.artifacts))
         await self._notifier.publish(record.notification(), record.notification_attributes())
+        metrics.observe_end_to_end(record.kind, event.event_time)
         try:
             await self._ledger.mark_notified(hold)
         except PipelinedError as error:
             # The notification is out; retrying the message would send it a second time.
             log.warning("notified_mark_failed", error=str(error))
+        _stage_done(record.kind, "notify", notifying)
 
     async def _presigned(self, artifacts: tuple[StoredArtifact, ...]) -> tuple[StoredArtifact, ...]:
         ttl = self._config.presign_ttl_s
@@ -331,6 +345,18 @@ def _is_stale(error: PermanentError, claim: Processing) -> bool:
     if isinstance(error, SourceOverwrittenError):
         return True
     return isinstance(error, SourceGoneError) and claim.must_be_current
+
+
+def _stage_done(kind: str, stage: str, started: float) -> float:
+    """Observe a stage that began at ``started`` (monotonic); the time it ended, for the next."""
+    now = time.monotonic()
+    metrics.stage_seconds(kind, stage).observe(now - started)
+    return now
+
+
+def _count_lost(error: BaseException) -> None:
+    if isinstance(error, LeaseLostError):  # the ledger refused a write of the claim we hold
+        metrics.LEDGER_REFUSALS.labels("lost").inc()
 
 
 def _outcome_of(record: JobRecord) -> JobOutcome:

@@ -9,12 +9,13 @@ import asyncio
 import concurrent.futures
 import multiprocessing
 import resource
+import signal
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pebble
 
-from pipelined import jobclock
+from pipelined import jobclock, metrics
 from pipelined.errors import LimitExceededError, WorkerDiedError
 
 T = TypeVar("T")
@@ -37,6 +38,7 @@ class WorkerPool:
     ) -> None:
         self._timeout_s = timeout_s
         self._memory_mb = memory_mb
+        metrics.POOL_WORKERS.set(workers)
         # One permit per worker, so pebble's own queue stays empty and no job waits unseen.
         self._free_workers = asyncio.Semaphore(workers)
         # forkserver: workers never inherit the daemon's threads or sockets, and the preloaded
@@ -57,11 +59,17 @@ class WorkerPool:
         Calls wait for a free worker here, not in pebble's queue: the wait is not the job's
         own time, so the current job's budget clock is paused for it (see ``jobclock``).
         """
-        with jobclock.waiting_for_worker():
-            await self._free_workers.acquire()
+        metrics.POOL_QUEUED_JOBS.inc()
+        try:
+            with jobclock.waiting_for_worker():
+                await self._free_workers.acquire()
+        finally:
+            metrics.POOL_QUEUED_JOBS.dec()
+        metrics.POOL_BUSY_WORKERS.inc()
         try:
             return await self._run_in_worker(function, args)
         finally:
+            metrics.POOL_BUSY_WORKERS.dec()
             self._free_workers.release()
 
     async def _run_in_worker(self, function: Callable[..., T], args: tuple[Any, ...]) -> T:
@@ -71,14 +79,31 @@ class WorkerPool:
         try:
             return await asyncio.wrap_future(future)
         except concurrent.futures.TimeoutError:
+            # pebble kills the worker at the limit and starts another.
+            metrics.POOL_TIMEOUTS.inc()
+            metrics.POOL_WORKER_RESTARTS.labels("timeout").inc()
             raise LimitExceededError.of("job_timeout", limit_s=f"{self._timeout_s:g}") from None
         except MemoryError:
+            # Raised in the worker at its RLIMIT_AS: the worker lives on.
+            metrics.POOL_MEMORY_KILLS.inc()
             raise LimitExceededError.of("memory_limit", limit_mb=self._memory_mb) from None
         except pebble.ProcessExpired as error:
             # Killed from outside (the OOM killer, an operator): not the file's fault for sure.
+            _count_death(error.exitcode)
             raise WorkerDiedError.of("worker_died", exit_code=error.exitcode) from None
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Stop the workers; a busy one is killed."""
         self._pool.stop()  # type: ignore[no-untyped-call]
         self._pool.join(timeout=timeout_s)
+
+
+def _count_death(exit_code: int | None) -> None:
+    """A worker that died is replaced. SIGKILL is how the kernel's OOM killer (a cgroup's
+    memory limit) ends a process, so it is counted as a memory kill; an operator's kill -9
+    looks the same."""
+    if exit_code == -signal.SIGKILL:
+        metrics.POOL_MEMORY_KILLS.inc()
+        metrics.POOL_WORKER_RESTARTS.labels("memory").inc()
+    else:
+        metrics.POOL_WORKER_RESTARTS.labels("died").inc()

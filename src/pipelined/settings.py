@@ -40,6 +40,8 @@ BACKEND_SETTINGS: dict[Backend, tuple[str, ...]] = {
 refused with the other, where they would be silently ignored."""
 
 _GOOGLE_RESOURCE = re.compile(r"projects/(?P<project>[^/]+)/(?P<kind>[a-z]+)/[^/]+")
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
+"""A bucket name either cloud accepts: S3's rules and Cloud Storage's, taken together."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,9 @@ class Settings(BaseSettings):
     # Where the work comes from and where results go.
     output_bucket: str = Field(min_length=3)
     output_prefix: str = "pipelined/"
+    # The buckets events may come from; empty: any. An event from another bucket is rejected
+    # (defence in depth beside IAM), and ``pipelined check`` reads each of them.
+    input_buckets: Annotated[tuple[str, ...], NoDecode] = ()
     # AWS: an SQS queue, a DynamoDB table, an SNS topic.
     queue_url: str | None = Field(default=None, min_length=1)
     table: str | None = Field(default=None, min_length=3)
@@ -160,6 +165,28 @@ class Settings(BaseSettings):
         if not sizes or any(size < 1 or size > 10_000 for size in sizes):
             raise ValueError("must be a comma-separated list of sizes between 1 and 10000")
         return tuple(sorted(set(sizes)))
+
+    @field_validator("input_buckets", mode="before")
+    @classmethod
+    def _split_buckets(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(","))
+        return value
+
+    @field_validator("input_buckets")
+    @classmethod
+    def _check_buckets(cls, buckets: tuple[str, ...]) -> tuple[str, ...]:
+        if buckets == ("",):
+            raise ValueError("is empty; unset it to accept events from any bucket")
+        if "" in buckets:
+            raise ValueError("must be a comma-separated list of bucket names, with no empty item")
+        invalid = [bucket for bucket in buckets if not _BUCKET_NAME.fullmatch(bucket)]
+        if invalid:
+            raise ValueError(
+                f"has {', '.join(map(repr, invalid))}, not a bucket name (3 to 222 lower-case "
+                "letters, digits, '.', '-' or '_', starting and ending with a letter or digit)"
+            )
+        return tuple(dict.fromkeys(buckets))  # each once, in the order given
 
     @field_validator("thumbnail_format")
     @classmethod

@@ -15,6 +15,9 @@ the emulator's dialect, where moto's authorisation differs from AWS's:
 - moto checks the resource of SQS and S3 requests only. DynamoDB and SNS requests are matched
   against ``*``, so a statement naming the table or the topic would never match; those
   statements are widened to ``*``, their actions unchanged.
+- moto finds an SQS request's queue from its QueueUrl, which GetQueueUrl does not have (it
+  names the queue), and matches it against ``*``: that action moves to a statement of its own
+  on ``*``.
 
 Everything else is enforced as AWS would: each action by name, and the queue, the input bucket
 and its objects, and the output prefix by ARN.
@@ -62,6 +65,7 @@ BATCH_NAMES = {
     "sqs:ChangeMessageVisibility": "sqs:ChangeMessageVisibilityBatch",
 }
 RESOURCE_BLIND_SERVICES = ("dynamodb:", "sns:")
+RESOURCE_BLIND_ACTIONS = frozenset({"sqs:GetQueueUrl"})
 
 
 @dataclass(frozen=True)
@@ -82,11 +86,18 @@ class Deployment:
 def emulator_dialect(policy: dict[str, Any]) -> dict[str, Any]:
     """``policy`` as moto must read it to allow exactly what AWS would (module docstring)."""
     translated = copy.deepcopy(policy)
+    blind: list[str] = []
     for statement in translated["Statement"]:
         actions = as_list(statement["Action"])
+        blind += [action for action in actions if action in RESOURCE_BLIND_ACTIONS]
+        actions = [action for action in actions if action not in RESOURCE_BLIND_ACTIONS]
         statement["Action"] = actions + [BATCH_NAMES[a] for a in actions if a in BATCH_NAMES]
         if all(action.startswith(RESOURCE_BLIND_SERVICES) for action in actions):
             statement["Resource"] = "*"
+    if blind:
+        translated["Statement"].append(
+            {"Sid": "ResourceBlindActions", "Effect": "Allow", "Action": blind, "Resource": "*"}
+        )
     return translated
 
 
@@ -160,6 +171,7 @@ def _resolver(stack: LocalStack, output_prefix: str) -> Resolver:
             "AWS::AccountId": ACCOUNT_ID,
             "AWS::URLSuffix": "amazonaws.com",
             "Queue.Arn": queue_arn(stack.client("sqs"), stack.queue_url),
+            "DeadLetterQueue.Arn": queue_arn(stack.client("sqs"), stack.dead_letter_queue_url),
             "InputBucket.Arn": f"arn:aws:s3:::{stack.input_bucket}",
             "OutputBucket.Arn": f"arn:aws:s3:::{stack.output_bucket}",
             "OutputPrefix": output_prefix,
@@ -208,8 +220,17 @@ def test_the_dialect_only_renames_batches_and_widens_what_moto_cannot_scope(
     deployment: Deployment,
 ) -> None:
     aws, emulated = deployment.worker_policy["Statement"], deployment.emulator_policy["Statement"]
+    *emulated, blind = emulated
+    assert blind == {
+        "Sid": "ResourceBlindActions",
+        "Effect": "Allow",
+        "Action": sorted(RESOURCE_BLIND_ACTIONS),
+        "Resource": "*",
+    }
     assert [s["Sid"] for s in aws] == [s["Sid"] for s in emulated]
     for original, translated in zip(aws, emulated, strict=True):
+        moved = set(as_list(original["Action"])) & RESOURCE_BLIND_ACTIONS
+        assert set(as_list(original["Action"])) - set(translated["Action"]) == moved
         added = set(translated["Action"]) - set(as_list(original["Action"]))
         assert added <= set(BATCH_NAMES.values()), original["Sid"]
         if translated["Resource"] != original["Resource"]:

@@ -44,7 +44,8 @@ class Backend:
     stored: Callable[[str, str], Awaitable[dict[str, Any] | None]]
     """The object's document as the backend holds it, read past the store."""
     write_operation: str
-    """The operation the store's writes count their errors under (metrics.AWS_ERRORS)."""
+    """The operation the store's writes count their calls under, as service.Operation
+    (pipelined_cloud_calls_total)."""
     own_fields: frozenset[str]
     """Fields the backend stores besides the neutral document's."""
 
@@ -82,7 +83,8 @@ class ResendingStore:
 
 
 def write_errors(backend: Backend) -> float:
-    return float(metrics.AWS_ERRORS.labels(backend.write_operation)._value.get())
+    service, operation = backend.write_operation.split(".", 1)
+    return float(metrics.CLOUD_CALLS.labels(service, operation, "error")._value.get())
 
 
 # Every field of the layout set: a recorded outcome, its notification lease, and a claim.

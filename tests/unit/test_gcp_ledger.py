@@ -83,7 +83,8 @@ def test_document_ids_are_fixed_length_and_free_of_slashes() -> None:
 def test_google_errors_become_pipelined_failures(
     error: Exception, expected: type[RetryableError], words: str
 ) -> None:
-    counted = metrics.AWS_ERRORS.labels("firestore.Test")
+    outcome = "throttled" if expected is ThrottledError else "error"
+    counted = metrics.CLOUD_CALLS.labels("firestore", "Test", outcome)
     before = counted._value.get()
     with pytest.raises(RetryableError) as raised, translated("firestore.Test"):
         raise error

@@ -8,7 +8,7 @@ from pipelined.aws.clients import open_clients
 from pipelined.aws.ledger import DynamoLedgerStore
 from pipelined.aws.s3 import S3Store
 from pipelined.aws.sns import SnsNotifier
-from pipelined.aws.sqs import SqsQueue
+from pipelined.aws.sqs import SqsQueue, SqsQueueStats
 from pipelined.backends import Backend
 from pipelined.concurrency import ThrottleSignal
 from pipelined.settings import Settings
@@ -37,4 +37,5 @@ async def open_aws_backend(
         has_dead_letters=has_redrive_policy,
         dead_letter_hint="messages that keep failing will be retried until they expire; "
         "set a RedrivePolicy with a maxReceiveCount on the queue",
+        queue_stats=SqsQueueStats(clients.sqs, resources.queue_url),
     )

@@ -1,7 +1,12 @@
-"""One aioboto3 session and long-lived clients, closed together by an AsyncExitStack."""
+"""One aioboto3 session and long-lived clients, closed together by an AsyncExitStack.
+
+Every client carries one listener on botocore's events that counts and times each attempt of
+each call, those botocore retries by itself included, and reports throttled ones.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -10,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 import aioboto3
 from botocore.config import Config
 
-from pipelined.aws.errors import THROTTLING_CODES, error_code_of
+from pipelined import metrics
+from pipelined.aws.errors import ANSWER_CODES, THROTTLING_CODES, error_code_of
 from pipelined.quotas import SQS_MAX_WAIT_TIME_S
 
 if TYPE_CHECKING:
@@ -38,6 +44,7 @@ async def open_clients(
 
     ``on_throttle`` is called for every throttled attempt, also those botocore retries itself.
     """
+    listener = CallListener(on_throttle)
     session = aioboto3.Session(region_name=region)
     config = Config(
         # Standard mode retries throttling and transient errors with backoff before we see them.
@@ -53,16 +60,71 @@ async def open_clients(
     s3 = await stack.enter_async_context(session.client("s3", config=s3_config))
     dynamodb = await stack.enter_async_context(session.client("dynamodb", config=config))
     sns = await stack.enter_async_context(session.client("sns", config=config))
-    if on_throttle is not None:
-        for client in (sqs, s3, dynamodb, sns):
-            client.meta.events.register("needs-retry", _throttle_listener(on_throttle))
+    for client in (sqs, s3, dynamodb, sns):
+        listener.register(client.meta.events)
     return Clients(sqs=sqs, s3=s3, dynamodb=dynamodb, sns=sns)
 
 
-def _throttle_listener(on_throttle: Callable[[], None]) -> Callable[..., None]:
-    def listener(response: Any = None, **_: Any) -> None:
-        # Returning None leaves the retry decision to botocore's own handler.
-        if response is not None and error_code_of(response[1]) in THROTTLING_CODES:
-            on_throttle()
+_STARTED = "pipelined_attempt_started"
+"""Where an attempt's start is kept: botocore's request context, shared by the attempt's events."""
 
-    return listener
+
+class CallListener:
+    """Counts every attempt in pipelined_cloud_calls_total by outcome and times it.
+
+    ``request-created`` fires before each attempt is sent and ``response-received`` after it
+    is answered (or failed to connect), retries included; both carry the request's context.
+    The service and operation come from the event's name, whose series are looked up once.
+    """
+
+    def __init__(self, on_throttle: Callable[[], None] | None = None) -> None:
+        self._on_throttle = on_throttle
+        self._series: dict[str, metrics.CallSeries] = {}
+
+    def register(self, events: Any) -> None:
+        events.register("request-created", self.started)
+        events.register("response-received", self.answered)
+
+    def started(self, request: Any = None, **_: Any) -> None:
+        context = getattr(request, "context", None)
+        if context is not None:
+            context[_STARTED] = time.monotonic()
+
+    def answered(
+        self,
+        event_name: str,
+        context: dict[str, Any] | None = None,
+        response_dict: dict[str, Any] | None = None,
+        parsed_response: dict[str, Any] | None = None,
+        exception: BaseException | None = None,
+        **_: Any,
+    ) -> None:
+        started = context.get(_STARTED) if context else None
+        seconds = time.monotonic() - started if started is not None else 0.0
+        outcome = _outcome(response_dict, parsed_response, exception)
+        self._series_for(event_name).record(outcome, seconds)
+        if outcome == "throttled" and self._on_throttle is not None:
+            self._on_throttle()
+
+    def _series_for(self, event_name: str) -> metrics.CallSeries:
+        series = self._series.get(event_name)
+        if series is None:
+            # "response-received.<service id>.<Operation>": s3, sqs, dynamodb, sns.
+            _, service, operation = event_name.split(".", 2)
+            series = self._series[event_name] = metrics.cloud_call(service, operation)
+        return series
+
+
+def _outcome(
+    response_dict: dict[str, Any] | None,
+    parsed_response: dict[str, Any] | None,
+    exception: BaseException | None,
+) -> str:
+    if exception is not None or response_dict is None:
+        return "error"  # no answer: a connection refused or reset, a timeout
+    if response_dict.get("status_code", 500) < 300:
+        return "ok"
+    code = error_code_of(parsed_response or {})
+    if code in THROTTLING_CODES:
+        return "throttled"
+    return "ok" if code in ANSWER_CODES else "error"

@@ -13,7 +13,6 @@ from typing import Any
 import aiohttp
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipelined import metrics
 from pipelined.errors import FAILURES, FailureKind, PipelinedError, RetryableError
 from pipelined.logs import get_logger
 
@@ -46,7 +45,11 @@ CLOUD_CODES: Mapping[str, FailureKind] = {
 }
 
 THROTTLING_CODES = frozenset(code for code, kind in CLOUD_CODES.items() if kind == "throttled")
-"""For clients.py's retry listener, which sees botocore's parsed responses before we do."""
+"""For clients.py's call listener, which sees botocore's parsed responses before we do."""
+
+ANSWER_CODES = frozenset({"ConditionalCheckFailedException", "PreconditionFailed", "412"})
+"""Refusals of a condition the request itself set (a ledger write's revision, a download's
+If-Match): answers, so clients.py counts those calls as ok, not as errors."""
 
 _SOURCE_KINDS: frozenset[FailureKind] = frozenset(
     {"source_deleted", "source_version_deleted", "source_overwritten", "source_archived"}
@@ -66,12 +69,13 @@ def error_code_of(parsed_response: Mapping[str, Any]) -> str:
 def translated(
     operation: str, *, source_object: bool = False, expected: frozenset[str] = frozenset()
 ) -> Iterator[None]:
-    """Re-raise cloud errors as the failures CLOUD_CODES names, counting each one.
+    """Re-raise cloud errors as the failures CLOUD_CODES names.
 
     ``source_object``: the call reads the event's source object, so codes saying it is gone,
     overwritten or archived are that object's permanent failures. ``expected``: codes that
     are an answer the caller asked for, such as ConditionalCheckFailedException for a
-    conditional write; they are re-raised as the original ClientError and not counted.
+    conditional write; they are re-raised as the original ClientError. (Calls are counted,
+    attempt by attempt, by the listener clients.py registers, not here.)
     """
     try:
         yield
@@ -79,10 +83,8 @@ def translated(
         code = error_code(error)
         if code in expected:
             raise
-        metrics.AWS_ERRORS.labels(operation).inc()
         raise _failure(operation, code, error, source_object=source_object) from error
     except (BotoCoreError, aiohttp.ClientError, TimeoutError) as error:
-        metrics.AWS_ERRORS.labels(operation).inc()
         raise RetryableError.of("cloud_unreachable", operation=operation, detail=error) from error
 
 

@@ -62,6 +62,11 @@ class GcpDemoStack:
             for fields in (document.to_dict() or {} for document in documents)
         }
 
+    def download(self, bucket: str, key: str) -> bytes:
+        blob = self._stack.storage_client().bucket(bucket).blob(key)
+        body: bytes = blob.download_as_bytes()
+        return body
+
     def instructions(self, metrics_port: int) -> str:
         stack = self._stack
         exports = " ".join(f"{name}={value}" for name, value in stack.google_environment().items())

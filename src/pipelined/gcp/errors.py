@@ -3,11 +3,14 @@
 GOOGLE_ERRORS says which failure (pipelined.errors.FAILURES) an error of google.api_core is; a
 class it does not list (ServiceUnavailable, DeadlineExceeded, InternalServerError, Aborted and
 the rest) is a retryable ``cloud_error``. An answer the caller asked for, such as a refused
-precondition, is the caller's to catch inside the ``translated`` block: it is not counted.
+precondition, is the caller's to catch inside the ``translated`` block: the call counts as ok.
+Every call through ``translated`` is counted in pipelined_cloud_calls_total and timed.
 """
 
 from __future__ import annotations
 
+import functools
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
@@ -18,7 +21,7 @@ from google.cloud.storage import exceptions as media
 
 from pipelined import metrics
 from pipelined.concurrency import ThrottleSignal
-from pipelined.errors import FailureKind, PipelinedError, RetryableError
+from pipelined.errors import FailureKind, PipelinedError, RetryableError, ThrottledError
 
 GOOGLE_ERRORS: Mapping[type[api.GoogleAPICallError], FailureKind] = {
     # The cloud asks us to slow down (HTTP 429; gRPC's RESOURCE_EXHAUSTED is a subclass).
@@ -55,42 +58,83 @@ def failure_kind(error: api.GoogleAPICallError, *, source_object: bool = False) 
     return "cloud_error"
 
 
+SERVICES: Mapping[str, str] = {"storage": "gcs"}
+"""The service label of an operation's prefix, where the two differ."""
+
+_ANSWERS = (api.PreconditionFailed,)
+"""Refusals of a precondition the request set (a generation match): answers, counted as ok."""
+
+
+@functools.cache
+def _series(operation: str) -> metrics.CallSeries:
+    """The series of an operation: pubsub.Pull counts as service pubsub, operation Pull;
+    storage.objects.get as service gcs, operation objects.get."""
+    prefix, _, name = operation.partition(".")
+    return metrics.cloud_call(SERVICES.get(prefix, prefix), name)
+
+
 @contextmanager
-def translated(operation: str, *, source_object: bool = False) -> Iterator[None]:
-    """Re-raise Google Cloud errors as the failures GOOGLE_ERRORS names, counting each one.
+def translated(
+    operation: str, *, source_object: bool = False, counted: bool = True
+) -> Iterator[None]:
+    """Re-raise Google Cloud errors as the failures GOOGLE_ERRORS names, and count the call.
 
     ``source_object``: the call reads the event's source object, so errors saying it is gone
-    or overwritten are that object's permanent failures (SOURCE_ERRORS).
+    or overwritten are that object's permanent failures (SOURCE_ERRORS). ``counted``: the
+    block makes a call to the cloud (a URL signed with a local key makes none). A call is
+    counted when it returns or fails with a cloud error, each call once: the Google clients
+    give no view of their own retries. An exception of pipelined's own (a download over its
+    cap) or a cancellation leaves it uncounted.
     """
+    started = time.monotonic()
     try:
         yield
-    except api.RetryError as error:
-        # The client's own retries ran out: the last error it met says what went wrong.
-        metrics.AWS_ERRORS.labels(operation).inc()
-        cause = error.cause
-        if isinstance(cause, api.GoogleAPICallError):
-            raise _failure(operation, cause, source_object=source_object) from error
-        raise RetryableError.of("cloud_unreachable", operation=operation, detail=error) from error
-    except api.GoogleAPICallError as error:
-        metrics.AWS_ERRORS.labels(operation).inc()
-        raise _failure(operation, error, source_object=source_object) from error
-    except auth.RefreshError as error:
+    except Exception as error:
+        cause = _cause(error)
+        failure = _translation(operation, error, cause, source_object=source_object)
+        if failure is None:
+            raise
+        if counted:
+            _series(operation).record(_outcome(cause, failure), time.monotonic() - started)
+        raise failure from error
+    if counted:
+        _series(operation).record("ok", time.monotonic() - started)
+
+
+def _cause(error: Exception) -> Exception:
+    """The error that says what went wrong: for a retry chain that ran out, the last one."""
+    if isinstance(error, api.RetryError) and isinstance(error.cause, api.GoogleAPICallError):
+        return error.cause
+    return error
+
+
+def _outcome(cause: Exception, failure: PipelinedError) -> str:
+    if isinstance(failure, ThrottledError):
+        return "throttled"
+    return "ok" if isinstance(cause, _ANSWERS) else "error"
+
+
+def _translation(
+    operation: str, error: Exception, cause: Exception, *, source_object: bool
+) -> PipelinedError | None:
+    """The failure ``error`` is; None for an error that is not the cloud's."""
+    if isinstance(cause, api.GoogleAPICallError):
+        return _failure(operation, cause, source_object=source_object)
+    if isinstance(error, api.RetryError):
+        return RetryableError.of("cloud_unreachable", operation=operation, detail=error)
+    if isinstance(error, auth.RefreshError):
         # No token for the credentials found: a service account key revoked, a metadata
         # server refusing, a workload identity misconfigured.
-        metrics.AWS_ERRORS.labels(operation).inc()
-        raise RetryableError.of(
-            "access_denied", operation=operation, code=type(error).__name__
-        ) from error
-    except (auth.TransportError, TimeoutError, requests.RequestException) as error:
+        return RetryableError.of("access_denied", operation=operation, code=type(error).__name__)
+    if isinstance(error, (auth.TransportError, TimeoutError, requests.RequestException)):
         # Cloud Storage's client speaks HTTP through requests: no connection, or no answer.
-        metrics.AWS_ERRORS.labels(operation).inc()
-        raise RetryableError.of("cloud_unreachable", operation=operation, detail=error) from error
-    except (media.InvalidResponse, media.DataCorruption) as error:
+        return RetryableError.of("cloud_unreachable", operation=operation, detail=error)
+    if isinstance(error, (media.InvalidResponse, media.DataCorruption)):
         # A download cut short or failing its checksum: the bytes are fine, the transfer not.
-        metrics.AWS_ERRORS.labels(operation).inc()
-        raise RetryableError.of(
+        return RetryableError.of(
             "cloud_error", operation=operation, code=type(error).__name__, detail=error
-        ) from error
+        )
+    return None
 
 
 def _failure(

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from google.api_core import exceptions as api
 from google.pubsub_v1.services.subscriber import SubscriberAsyncClient
-from google.pubsub_v1.types import ReceivedMessage
+from google.pubsub_v1.types import PubsubMessage, ReceivedMessage
 
 from pipelined.consumer import BatchFailure, Delivery
 from pipelined.gcp.errors import translated
@@ -122,7 +122,14 @@ def _delivery(received: ReceivedMessage) -> Delivery:
         receive_count=received.delivery_attempt if received.delivery_attempt > 0 else 1,
         lease=received.ack_id,
         attributes=dict(message.attributes),
+        sent_at=_publish_time(message),
     )
+
+
+def _publish_time(message: PubsubMessage) -> float | None:
+    """When the message was published (Unix time); None if the server left it unset."""
+    published = message.publish_time
+    return published.timestamp() if published is not None and published.year > 1970 else None
 
 
 def _ack_deadline_s(seconds: int) -> int:

@@ -102,7 +102,9 @@ class GcsStore:
 
     async def presign(self, bucket: str, key: str, ttl_s: int) -> str:
         blob = self._client.bucket(bucket).blob(key)
-        with translated("iam.signBlob"):
+        # Credentials that hold a key sign here; only the others call IAM's signBlob.
+        remote = not isinstance(self._credentials, auth_credentials.Signing)
+        with translated("iam.signBlob", counted=remote):
             return await self._call(_signed_url, blob, self._credentials, ttl_s)
 
     async def _call(self, function: Callable[..., T], *args: object, **kwargs: object) -> T:
