@@ -43,10 +43,13 @@ RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
 FROM python:${PYTHON_VERSION}-slim-bookworm AS runtime
 
 # tini (Debian's package) runs as PID 1: it forwards SIGTERM to the daemon only (no -g, so the
-# process-pool workers keep running while the daemon drains) and reaps orphans. Bump the pinned
-# version when Debian publishes a new one (apt-cache policy tini).
+# process-pool workers keep running while the daemon drains) and reaps orphans. Tesseract, with
+# its English and German data, reads the scanned pages of PDFs for rules with pdf.ocr; another
+# language is one more tesseract-ocr-LANG package here. Bump the pinned versions when Debian
+# publishes new ones (apt-cache policy tini tesseract-ocr tesseract-ocr-eng tesseract-ocr-deu).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends tini=0.19.0-1+b3 \
+        tesseract-ocr=5.3.0-2 tesseract-ocr-eng=1:4.1.0-2 tesseract-ocr-deu=1:4.1.0-2 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 pipelined \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \

@@ -56,6 +56,7 @@ def pipeline_config(settings: Settings) -> PipelineConfig:
             max_pages=settings.max_pages,
             # The preview renders in its own child with its own deadline, always inside the job's.
             pdf_preview_timeout_s=min(10.0, settings.job_timeout_s / 2),
+            job_timeout_s=settings.job_timeout_s,
         ),
         rules=settings.rules_file.rules if settings.rules_file else (),
         max_object_bytes=settings.max_object_bytes,

@@ -35,7 +35,8 @@ def process_local(path: str, out_dir: str | None, *, as_json: bool) -> int:
     destination = Path(out_dir) if out_dir else source.with_name(f"{source.name}.pipelined")
     destination.mkdir(parents=True, exist_ok=True)
     try:
-        result = asyncio.run(_run(source, destination, ProcessingOptions()))
+        options = ProcessingOptions(job_timeout_s=JOB_TIMEOUT_S)
+        result = asyncio.run(_run(source, destination, options))
     except PipelinedError as error:
         return _report_failure(path, error, as_json=as_json)
     _report_result(path, destination, result, as_json=as_json)

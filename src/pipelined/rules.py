@@ -23,17 +23,18 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pipelined.processing import ProcessingOptions
 from pipelined.processing.options import (
     DEFAULT_QUALITY,
+    OCR_LANGUAGE,
     RENDITION_NAME,
     Fit,
     Gravity,
     OutputFormatName,
+    Placeholder,
     RenditionSpec,
 )
 from pipelined.records import DEFAULT_RULE_NAME
 
 MAX_EDGE = 10_000  # the same bound as THUMBNAIL_SIZES
 Kind = Literal["image", "pdf"]
-Placeholder = Literal["thumbhash", "dominant_color", "phash"]
 
 
 class RulesError(ValueError):
@@ -133,6 +134,10 @@ class ImageRules(_Strict):
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:
             raise ValueError(f"rendition names must be unique, and {repeated} repeat")
+        asked = list(self.placeholders)
+        repeated = sorted({name for name in asked if asked.count(name) > 1})
+        if repeated:
+            raise ValueError(f"placeholders must be unique, and {repeated} repeat")
         return self
 
 
@@ -142,7 +147,7 @@ class PdfPreview(_Strict):
 
 
 class PdfOcr(_Strict):
-    languages: tuple[Annotated[str, Field(pattern=r"^[a-z_]{3,}$")], ...]
+    languages: tuple[Annotated[str, Field(pattern=f"^{OCR_LANGUAGE.pattern}$")], ...]
 
     @model_validator(mode="after")
     def _check_some(self) -> PdfOcr:
@@ -156,6 +161,25 @@ class PdfRules(_Strict):
     preview: PdfPreview | None = None
     ocr: PdfOcr | None = None
 
+    @model_validator(mode="after")
+    def _check_ocr_has_text(self) -> PdfRules:
+        if self.ocr is not None and not self.text:
+            raise ValueError("ocr needs text: true, since what Tesseract reads goes in text.txt")
+        return self
+
+    def options(self, base: ProcessingOptions) -> ProcessingOptions:
+        """base with this section's PDF outputs; a preview section numbers the previews."""
+        size, pages = base.pdf_preview_size, base.pdf_preview_pages
+        if self.preview is not None:
+            size, pages = self.preview.size, self.preview.pages
+        return replace(
+            base,
+            pdf_text=self.text,
+            pdf_preview_size=size,
+            pdf_preview_pages=pages,
+            pdf_ocr_languages=() if self.ocr is None else self.ocr.languages,
+        )
+
 
 class Rule(_Strict):
     """A section left out (image, pdf, or pdf.preview) is the default rule's."""
@@ -167,12 +191,12 @@ class Rule(_Strict):
 
     def options(self, base: ProcessingOptions) -> ProcessingOptions:
         """The options a worker processes an upload of this rule with; base is the default."""
-        renditions = base.renditions
+        renditions, placeholders = base.renditions, base.placeholders
         if self.image is not None:
             renditions = tuple(rendition.spec() for rendition in self.image.renditions)
-        preview = self.pdf.preview if self.pdf is not None else None
-        preview_size = base.pdf_preview_size if preview is None else preview.size
-        return replace(base, renditions=renditions, pdf_preview_size=preview_size)
+            placeholders = self.image.placeholders
+        options = replace(base, renditions=renditions, placeholders=placeholders)
+        return options if self.pdf is None else self.pdf.options(options)
 
 
 DEFAULT_RULE = Rule(name=DEFAULT_RULE_NAME)
@@ -216,15 +240,11 @@ def load_rules(path: str | os.PathLike[str]) -> RulesFile:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise RulesError(f"{shown}: cannot be read: {error}") from None
-    rules = parse_rules(text, shown)
-    problems = [found for number, rule in enumerate(rules, 1) for found in _unbuilt(rule, number)]
-    if problems:
-        raise RulesError(f"{shown}: " + "; ".join(problems))
-    return RulesFile(path=shown, rules=rules)
+    return RulesFile(path=shown, rules=parse_rules(text, shown))
 
 
 def parse_rules(text: str, shown: str = "rules") -> tuple[Rule, ...]:
-    """The rules in text, validated against the schema (which accepts fields not built yet)."""
+    """The rules in text, validated against the schema."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
@@ -236,21 +256,6 @@ def parse_rules(text: str, shown: str = "rules") -> tuple[Rule, ...]:
     except ValidationError as error:
         problems = "; ".join(_describe(detail, data) for detail in error.errors())
         raise RulesError(f"{shown}: {problems}") from None
-
-
-def _unbuilt(rule: Rule, number: int) -> list[str]:
-    """What rule asks for that the schema accepts but pipelined does not make yet."""
-    asked = []
-    if rule.image is not None and rule.image.placeholders:
-        asked.append("image.placeholders")
-    if rule.pdf is not None:
-        if not rule.pdf.text:
-            asked.append("pdf.text: false")
-        if rule.pdf.preview is not None and rule.pdf.preview.pages > 1:
-            asked.append("pdf.preview.pages above 1")
-        if rule.pdf.ocr is not None:
-            asked.append("pdf.ocr")
-    return [f"{_rule_label(rule.name, number)}: {field} is not supported yet" for field in asked]
 
 
 def _rule_label(name: object, number: int) -> str:

@@ -16,7 +16,7 @@ from pipelined.errors import (
 )
 from pipelined.processing import ProcessingOptions, ProcessResult
 
-from .builders import artifact_image, run
+from .builders import artifact_image, pdf_text, pdf_with_pages, run
 
 PAGES = ["Alpha page (one)\nsecond line \\ with a backslash", "Beta page", "Gamma page"]
 
@@ -120,6 +120,53 @@ def test_preview_failure_keeps_the_text(tmp_path: Path, monkeypatch: pytest.Monk
     assert result.metadata["preview_error"] == (
         "preview failed: Failed to load document (PDFium: Data format error)."
     )
+
+
+def previews_of(result: ProcessResult) -> list[tuple[str, int | None, int | None]]:
+    return [(a.name, a.width, a.height) for a in result.artifacts if a.name.startswith("preview")]
+
+
+def test_a_rule_preview_section_gives_numbered_previews_of_the_first_pages(
+    tmp_path: Path,
+) -> None:
+    options = ProcessingOptions(pdf_preview_size=300, pdf_preview_pages=2)
+    result = run(tmp_path, samples.text_pdf(PAGES), options)
+
+    width = round(300 * 612 / 792)  # Letter portrait
+    assert previews_of(result) == [
+        ("preview-300-p1.webp", width, 300),
+        ("preview-300-p2.webp", width, 300),
+    ]
+    first, second = (artifact_image(result, f"preview-300-p{n}.webp") for n in (1, 2))
+    assert first.size == second.size == (width, 300)
+    assert first.tobytes() != second.tobytes()  # each its own page, not page 1 twice
+    assert "preview_error" not in result.metadata
+
+
+def test_preview_pages_beyond_the_document_give_one_preview_a_page(tmp_path: Path) -> None:
+    options = ProcessingOptions(pdf_preview_size=200, pdf_preview_pages=10)
+    result = run(tmp_path, samples.text_pdf(PAGES), options)
+
+    assert [name for name, _, _ in previews_of(result)] == [
+        "preview-200-p1.webp",
+        "preview-200-p2.webp",
+        "preview-200-p3.webp",
+    ]
+    assert "preview_error" not in result.metadata
+
+
+def test_text_false_writes_no_text_and_extracts_none(tmp_path: Path) -> None:
+    # Page 2 needs a codec this service lacks: extracting its text would say so in text_error.
+    jbig2 = (b"\x97JB2\r\n\x1a\n", b"/Filter /JBIG2Decode")
+    body = pdf_with_pages([(pdf_text("Plain page"), b""), jbig2])
+    result = run(tmp_path, body, ProcessingOptions(pdf_text=False))
+
+    assert [a.name for a in result.artifacts] == ["preview-1024.webp"]
+    assert not (tmp_path / "out" / "text.txt").exists()
+    assert result.metadata["page_count"] == 2
+    assert "encrypted" in result.metadata
+    assert "char_count" not in result.metadata
+    assert "text_error" not in result.metadata
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)

@@ -91,17 +91,11 @@ def test_the_issue_examples_parse_as_written() -> None:
     assert documents.pdf.ocr.languages == ("eng", "deu")
 
 
-def test_what_is_not_built_yet_is_refused_at_load_naming_rule_and_field(tmp_path: Path) -> None:
+def test_the_issue_examples_load(tmp_path: Path) -> None:
     path = tmp_path / "rules.yaml"
     path.write_text(ISSUE_EXAMPLES)
-    with pytest.raises(RulesError) as raised:
-        load_rules(path)
-    message = str(raised.value)
-    assert f"{path}: " in message
-    assert "rule 'avatars' (1): image.placeholders is not supported yet" in message
-    assert "rule 'documents' (3): pdf.preview.pages above 1 is not supported yet" in message
-    assert "rule 'documents' (3): pdf.ocr is not supported yet" in message
-    assert "products" not in message
+    loaded = load_rules(path)
+    assert [rule.name for rule in loaded.rules] == ["avatars", "products", "documents"]
 
 
 def test_a_supported_file_loads(tmp_path: Path) -> None:
@@ -176,6 +170,17 @@ def test_a_supported_file_loads(tmp_path: Path) -> None:
             "rules.yaml: rule names must be unique, and ['a'] repeat",
         ),
         ("  - {name: default}\n", "the rule name 'default' is reserved"),
+        (
+            "  - {name: a, image: {renditions: [{name: x, long_edge: 9}],"
+            " placeholders: [phash, blurhash]}}\n",
+            "rule 'a' (1): image.placeholders.1: Input should be 'thumbhash', 'dominant_color'"
+            " or 'phash'",
+        ),
+        (
+            "  - {name: a, image: {renditions: [{name: x, long_edge: 9}],"
+            " placeholders: [phash, thumbhash, phash]}}\n",
+            "rule 'a' (1): image: placeholders must be unique, and ['phash'] repeat",
+        ),
     ],
 )
 def test_each_error_names_the_rule_and_the_field(rules: str, expected: str) -> None:
@@ -294,6 +299,41 @@ def test_a_rule_replaces_only_the_sections_it_gives() -> None:
     assert images.options(base).pdf_preview_size == base.pdf_preview_size
     assert pdfs.options(base).image_renditions == base.image_renditions
     assert pdfs.options(base).pdf_preview_size == 300
+
+
+def test_a_rule_passes_its_placeholders_and_one_without_asks_for_none() -> None:
+    avatars, products, pdfs = rules_of(
+        "  - name: avatars\n"
+        "    image:\n"
+        "      renditions: [{name: a, width: 9, height: 9, fit: cover}]\n"
+        "      placeholders: [thumbhash, dominant_color, phash]\n"
+        "  - {name: products, image: {renditions: [{name: w9, long_edge: 9}]}}\n"
+        "  - {name: pdfs, pdf: {preview: {size: 300}}}\n"
+    )
+    base = ProcessingOptions()
+    assert base.placeholders == ()
+    assert avatars.options(base).placeholders == ("thumbhash", "dominant_color", "phash")
+    assert products.options(base).placeholders == ()
+    assert pdfs.options(base).placeholders == ()
+    assert DEFAULT_RULE.options(base).placeholders == ()
+
+
+def test_a_rule_with_placeholders_loads(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        "rules:\n"
+        "  - name: avatars\n"
+        "    match: {prefix: avatars/, kind: image}\n"
+        "    image:\n"
+        "      renditions: [{name: a, width: 128, height: 128, fit: cover, gravity: attention}]\n"
+        "      placeholders: [thumbhash, dominant_color, phash]\n"
+    )
+    (avatars,) = load_rules(path).rules
+    assert avatars.options(ProcessingOptions()).placeholders == (
+        "thumbhash",
+        "dominant_color",
+        "phash",
+    )
 
 
 def test_a_ledger_item_from_before_rules_loads_with_the_default_rule() -> None:

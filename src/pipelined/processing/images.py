@@ -33,6 +33,7 @@ from pipelined.logs import get_logger
 from pipelined.processing import modes, tiff
 from pipelined.processing.encoding import fit_long_edge
 from pipelined.processing.options import ProcessingOptions
+from pipelined.processing.placeholders import placeholder_metadata
 from pipelined.processing.renditions import (
     REDUCING_GAP,
     long_edge_needed,
@@ -66,8 +67,9 @@ _DECODER_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
-# Every key an image's metadata may carry (docs/processing.md). Deliberately nothing else from
-# EXIF: no GPS, no dates, no serial numbers.
+# Every key an image's metadata may carry (docs/processing.md), besides the placeholders a rule
+# asks for (placeholders.PLACEHOLDER_KEYS). Deliberately nothing else from EXIF: no GPS, no
+# dates, no serial numbers.
 IMAGE_METADATA_KEYS = frozenset(
     {
         "width",
@@ -134,7 +136,8 @@ class Decoded:
 def process_image(
     source_path: str, out_dir: str, options: ProcessingOptions, detected: Detected
 ) -> ProcessResult:
-    """Write one artifact per rendition (options.image_renditions) and describe the image.
+    """Write one artifact per rendition (options.image_renditions) and describe the image,
+    with the placeholders options.placeholders asks for (placeholders.py).
 
     Every rendition always yields an artifact "{name}.{ext}" (by default "thumb-{size}.{ext}",
     one per THUMBNAIL_SIZES), so the set of output keys depends on the settings only, never
@@ -147,7 +150,10 @@ def process_image(
     with _pillow_pixel_guard(options.max_pixels):
         facts, decoded = _read(source_path, options, detected)
     artifacts = write_renditions(decoded.picture, decoded.size, out_dir, options)
-    return ProcessResult("image", artifacts, _metadata(facts, decoded))
+    placeholders = placeholder_metadata(
+        decoded.picture, options.placeholders, options.background_rgb
+    )
+    return ProcessResult("image", artifacts, _metadata(facts, decoded) | placeholders)
 
 
 def _read(

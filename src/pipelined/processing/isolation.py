@@ -8,16 +8,24 @@ only that step with it; the caller gets a reason and carries on.
 
 Forking is cheap (the child shares the worker's memory copy-on-write and inherits its
 address-space cap) and safe here: pool workers are single-threaded.
+
+A step may start programs of its own (OCR runs tesseract). The child leads a process group of
+its own, which such programs join, and the whole group is killed: at the deadline, once the
+child is reaped, and when the worker dies first (the pool SIGKILLs a worker at the job time
+limit), through the parent-death signal the child asks the kernel for.
 """
 
 import contextlib
+import ctypes
 import math
 import os
 import pickle
 import select
 import signal
+import sys
 import time
 from collections.abc import Callable
+from types import FrameType
 from typing import TypeVar
 
 from pipelined.processing.sanitize import describe_error
@@ -25,6 +33,7 @@ from pipelined.processing.sanitize import describe_error
 T = TypeVar("T")
 
 _CHILD_FAILED_EXIT = 70
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class StepFailedError(Exception):
@@ -35,24 +44,32 @@ def call_isolated(function: Callable[[], T], timeout_s: float) -> T:
     """Return function() computed in a forked child, or raise StepFailedError.
 
     The result travels back pickled through a pipe, so it should be small (a path and a few
-    numbers, not pixels). The child is killed at the deadline, and also arms an alarm of its
-    own, so it dies even if this process is killed first and cannot wait for it.
+    numbers, not pixels). The child is killed at the deadline, with its process group, and
+    also arms an alarm of its own, so it dies even if this process is killed first and cannot
+    wait for it.
     """
     read_end, write_end = os.pipe()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # the child: never returns into the caller's stack
         os.close(read_end)
-        _run_child(function, write_end, timeout_s)
+        _run_child(function, write_end, timeout_s, parent)
+    # Both sides set the group, so it exists before either of them relies on it.
+    with contextlib.suppress(OSError):
+        os.setpgid(pid, pid)
     os.close(write_end)
     try:
         payload = _read_until(read_end, time.monotonic() + timeout_s)
     finally:
         os.close(read_end)
     if payload is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+        _kill_group(pid)
         os.waitpid(pid, 0)
         raise StepFailedError(f"ran past its {timeout_s:g} s limit and was stopped")
+    # Exited but not reaped yet, so the group's id is still the child's: whatever the step
+    # started and left behind goes, and no one else is reached.
+    os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+    _kill_group(pid)
     _, status = os.waitpid(pid, 0)
     if os.WIFSIGNALED(status):
         name = signal.Signals(os.WTERMSIG(status)).name
@@ -66,9 +83,11 @@ def call_isolated(function: Callable[[], T], timeout_s: float) -> T:
     return result
 
 
-def _run_child(function: Callable[[], T], write_end: int, timeout_s: float) -> None:
+def _run_child(function: Callable[[], T], write_end: int, timeout_s: float, parent: int) -> None:
     code = _CHILD_FAILED_EXIT
     try:
+        os.setpgid(0, 0)
+        _die_with(parent)
         # Default SIGALRM action terminates: a backstop if the parent is gone.
         signal.signal(signal.SIGALRM, signal.SIG_DFL)
         signal.alarm(math.ceil(timeout_s) + 1)
@@ -82,6 +101,30 @@ def _run_child(function: Callable[[], T], write_end: int, timeout_s: float) -> N
     finally:
         # Skip every atexit handler and buffer flush inherited from the worker.
         os._exit(code)
+
+
+def _die_with(parent: int) -> None:
+    """Have the kernel signal this child when its parent dies, and then kill the group.
+
+    SIGTERM, not SIGKILL: the handler takes the step's own programs along. It runs as soon as
+    the child is back in Python, as it is while it waits for a program; a step stuck in native
+    code starts none, and the alarm set by _run_child ends it.
+    """
+    signal.signal(signal.SIGTERM, _kill_own_group)
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        _kill_own_group(signal.SIGTERM, None)
+
+
+def _kill_own_group(signum: int, frame: FrameType | None) -> None:
+    os.killpg(0, signal.SIGKILL)
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 def _read_until(fd: int, deadline: float) -> bytes | None:

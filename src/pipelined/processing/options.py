@@ -6,7 +6,7 @@ dataclass of plain values.
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from PIL import features
 
@@ -17,12 +17,17 @@ ThumbnailFormat = Literal["webp", "jpeg", "avif"]
 OutputFormatName = Literal["webp", "jpeg", "avif", "png"]
 Fit = Literal["contain", "cover", "fill-down"]
 Gravity = Literal["center", "attention"]
+# What a rule may ask to be added to an image's metadata (placeholders.py).
+Placeholder = Literal["thumbhash", "dominant_color", "phash"]
 
 _THUMBNAIL_FORMATS: frozenset[str] = frozenset({"webp", "jpeg", "avif"})
 _OUTPUT_FORMATS: frozenset[str] = frozenset({"webp", "jpeg", "avif", "png"})
+_PLACEHOLDERS: frozenset[str] = frozenset(get_args(Placeholder))
 DEFAULT_QUALITY = 82
 # A rendition's name is the start of a file name in the output directory and of an S3 key.
 RENDITION_NAME = re.compile(r"[a-z0-9._-]{1,100}")
+# Tesseract's language names, as eng, deu or chi_sim: also what the traineddata file is called.
+OCR_LANGUAGE = re.compile(r"[a-z_]{3,}")
 
 
 @dataclass(frozen=True)
@@ -65,22 +70,33 @@ class ProcessingOptions:
     thumbnail_quality: int = DEFAULT_QUALITY
     # A rule's image renditions; None means the default ones, from the three settings above.
     renditions: tuple[RenditionSpec, ...] | None = None
+    # A rule's image placeholders, each a key of the image's metadata; none by default.
+    placeholders: tuple[Placeholder, ...] = ()
     # Alpha is flattened onto this colour when the output format has no alpha channel (jpeg).
     background_rgb: tuple[int, int, int] = (255, 255, 255)
     max_pixels: int = 100_000_000  # checked from the header, before decoding
     max_frames: int = 1_000
     max_pages: int = 2_000
-    pdf_preview_size: int = 1024  # first-page preview, long edge
-    # Rendering the preview runs in a child of the worker (see isolation.py); past this, the
-    # child is killed and the PDF is processed without a preview (metadata preview_error).
+    pdf_preview_size: int = 1024  # long edge of the previews
+    # None: the default's one preview of page 1, "preview-{size}"; a number: a rule's previews
+    # of that many first pages, "preview-{size}-p{n}" (pdfs.preview_stem decides).
+    pdf_preview_pages: int | None = None
+    # Rendering the previews runs in a child of the worker (see isolation.py); past this, the
+    # child is killed and the PDF is processed without previews (metadata preview_error).
     # Keep it under the job time limit, or the job limit strikes first and the text is lost.
     pdf_preview_timeout_s: float = 10.0
+    pdf_text: bool = True  # False: no text.txt, and no text extracted
+    # Tesseract languages for pages without a text layer ("eng", "deu"); empty: no OCR.
+    pdf_ocr_languages: tuple[str, ...] = ()
+    # The pool's limit for a whole job (JOB_TIMEOUT_S): OCR takes only what is left of it.
+    job_timeout_s: float = 300.0
 
     def __post_init__(self) -> None:
         # Bad values would otherwise surface much later as a confusing Pillow error on the
         # first upload, so refuse them where the settings are built.
         self._check_output()
         self._check_limits()
+        self._check_pdf()
 
     @property
     def image_renditions(self) -> tuple[RenditionSpec, ...]:
@@ -102,6 +118,7 @@ class ProcessingOptions:
             raise ConfigError(f"thumbnail_quality must be 1..100, got {self.thumbnail_quality}")
         if self.renditions is not None:
             _check_renditions(self.renditions)
+        _check_placeholders(self.placeholders)
         if len(self.background_rgb) != 3 or any(not 0 <= c <= 255 for c in self.background_rgb):
             raise ConfigError(f"background_rgb must be three 0..255 values: {self.background_rgb}")
 
@@ -113,6 +130,23 @@ class ProcessingOptions:
             raise ConfigError(
                 f"pdf_preview_timeout_s must be positive, got {self.pdf_preview_timeout_s}"
             )
+
+    def _check_pdf(self) -> None:
+        if self.pdf_preview_pages is not None and self.pdf_preview_pages < 1:
+            raise ConfigError(f"pdf_preview_pages must be positive, got {self.pdf_preview_pages}")
+        bad = [name for name in self.pdf_ocr_languages if not OCR_LANGUAGE.fullmatch(name)]
+        if bad:
+            raise ConfigError(f"pdf_ocr_languages must be Tesseract language names: {bad}")
+        if not self.job_timeout_s > 0:
+            raise ConfigError(f"job_timeout_s must be positive, got {self.job_timeout_s}")
+
+
+def _check_placeholders(placeholders: tuple[Placeholder, ...]) -> None:
+    unknown = [name for name in placeholders if name not in _PLACEHOLDERS]
+    if unknown or len(set(placeholders)) != len(placeholders):
+        raise ConfigError(
+            f"placeholders must be distinct names of {sorted(_PLACEHOLDERS)}: {placeholders}"
+        )
 
 
 def _check_renditions(renditions: tuple[RenditionSpec, ...]) -> None:

@@ -1,9 +1,11 @@
-"""Text, document metadata and a first-page preview for PDFs.
+"""Text, document metadata, previews of the first pages and OCR of scanned pages for PDFs.
 
 pypdf extracts the text (pure Python, with resource limits of its own against hostile
-files); pypdfium2 renders the preview, because pypdf cannot render. The preview is rendered
-in a forked child with its own deadline (isolation.call_isolated): a page that makes pdfium
-spin, abort or crash costs the preview, recorded as preview_error, never the text.
+files); pypdfium2 renders the previews, because pypdf cannot render. The previews are rendered
+in one forked child with its own deadline (isolation.call_isolated): a page that makes pdfium
+spin, abort or crash costs the previews, recorded as preview_error, never the text. A page
+from which pypdf extracts no text has no text layer (a scan): with a rule's pdf.ocr,
+Tesseract reads it in another child (ocr.py), and its text takes the page's place in text.txt.
 
 A stream in a codec this service lacks (JBIG2: pypdf would run the external jbig2dec, which
 is never done on uploads) is not the file's fault: it costs that page's text, recorded as
@@ -16,6 +18,7 @@ import logging
 import os
 import re
 import struct
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from typing import TypeVar
@@ -43,6 +46,7 @@ from pipelined.errors import (
 from pipelined.logs import get_logger
 from pipelined.processing.encoding import Encoding, encode_as, write_encoded
 from pipelined.processing.isolation import StepFailedError, call_isolated
+from pipelined.processing.ocr import describe_pages, ocr_budget_s, ocr_pages, page_ranges
 from pipelined.processing.options import ProcessingOptions
 from pipelined.processing.results import Artifact, JSONScalar, ProcessResult
 from pipelined.processing.sanitize import clean_text, describe_error
@@ -107,7 +111,8 @@ T = TypeVar("T")
 
 
 def process_pdf(source_path: str, out_dir: str, options: ProcessingOptions) -> ProcessResult:
-    """Write text.txt (pages separated by form feeds) and a first-page preview."""
+    """Write text.txt (pages separated by form feeds) and the previews; OCR scanned pages."""
+    started = time.monotonic()
     # pypdf logs a warning for every oddity it recovers from: thousands for a hostile file,
     # all on the worker's stderr. The outcome and its reason are what gets recorded.
     logging.getLogger("pypdf").setLevel(logging.ERROR)
@@ -121,19 +126,46 @@ def process_pdf(source_path: str, out_dir: str, options: ProcessingOptions) -> P
             # Counts the page tree itself: a lying /Count is not believed.
             page_count = len(reader.pages)
         _check_page_count(page_count, options.max_pages)
-        with _permanent_errors():
-            text, text_error = _extract_text(reader)
+        texts: list[str] | None = None
+        text_error = None
+        if options.pdf_text:
+            with _permanent_errors():
+                texts, text_error = _extract_text(reader)
         metadata: dict[str, JSONScalar] = {"page_count": page_count}
         metadata.update(_document_metadata(reader))
         metadata["encrypted"] = reader.is_encrypted
-    text_artifact, metadata["char_count"] = _write_text(text, out_dir)
     if text_error is not None:
         metadata["text_error"] = text_error
-    preview, preview_error = _render_preview(source_path, out_dir, options)
+    previews, preview_error = _render_previews(source_path, out_dir, options, page_count)
     if preview_error is not None:
         metadata["preview_error"] = preview_error
-    artifacts = (text_artifact,) if preview is None else (text_artifact, preview)
-    return ProcessResult("pdf", artifacts, metadata)
+    if texts is None:
+        return ProcessResult("pdf", previews, metadata)
+    if options.pdf_ocr_languages:
+        elapsed_s = time.monotonic() - started
+        metadata.update(_ocr_scans(source_path, out_dir, options, texts, elapsed_s))
+    text_artifact, metadata["char_count"] = _write_text(PAGE_SEPARATOR.join(texts), out_dir)
+    return ProcessResult("pdf", (text_artifact, *previews), metadata)
+
+
+def _ocr_scans(
+    source_path: str,
+    out_dir: str,
+    options: ProcessingOptions,
+    texts: list[str],
+    elapsed_s: float,
+) -> dict[str, JSONScalar]:
+    """OCR the pages without text, putting their text in texts; ocr_pages and ocr_error."""
+    scans = [number for number, text in enumerate(texts, start=1) if not text.strip()]
+    budget_s = ocr_budget_s(options.job_timeout_s, elapsed_s)
+    result = ocr_pages(source_path, scans, options.pdf_ocr_languages, budget_s, out_dir)
+    for number, text in result.texts.items():
+        texts[number - 1] = text
+    metadata: dict[str, JSONScalar] = {"ocr_pages": page_ranges(sorted(result.texts))}
+    if result.error is not None:
+        # Bounded like every metadata text: each page Tesseract fails on adds its reason.
+        metadata["ocr_error"] = clean_text(result.error)
+    return metadata
 
 
 @contextlib.contextmanager
@@ -210,8 +242,8 @@ def _ensure_readable(reader: PdfReader) -> None:
         raise UnsupportedContentError("encrypted PDF: a password is required")
 
 
-def _extract_text(reader: PdfReader) -> tuple[str, str | None]:
-    """The pages' text, separated by form feeds, and what was skipped, if anything.
+def _extract_text(reader: PdfReader) -> tuple[list[str], str | None]:
+    """The pages' texts, and what was skipped, if anything.
 
     A page that needs a codec this service lacks gives an empty text: the other pages are
     still worth having. Anything else wrong with a page raises (the file is corrupt).
@@ -223,7 +255,7 @@ def _extract_text(reader: PdfReader) -> tuple[str, str | None]:
         texts.append(text)
         if feature is not None:
             skipped.setdefault(feature, []).append(number)
-    return PAGE_SEPARATOR.join(texts), _text_error(skipped)
+    return texts, _text_error(skipped)
 
 
 def _page_text(page: PageObject, number: int) -> tuple[str, str | None]:
@@ -243,21 +275,10 @@ def _text_error(skipped: dict[str, list[int]]) -> str | None:
     """What text_error says, as in "text of pages 2-4, 7 not extracted: PDF uses ..."."""
     parts = []
     for feature, numbers in skipped.items():
-        which = ("page " if len(numbers) == 1 else "pages ") + _page_ranges(numbers)
+        which = describe_pages(numbers)
         reason = UnsupportedContentError.of("missing_decoder", label="PDF", feature=feature)
         parts.append(f"text of {which} not extracted: {reason}")
     return clean_text("; ".join(parts))
-
-
-def _page_ranges(numbers: list[int]) -> str:
-    """Ascending page numbers as "1-3, 5": short, even for a thousand pages in a row."""
-    ranges: list[list[int]] = []
-    for number in numbers:
-        if ranges and number == ranges[-1][1] + 1:
-            ranges[-1][1] = number
-        else:
-            ranges.append([number, number])
-    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
 
 
 def _check_page_count(page_count: int, max_pages: int) -> None:
@@ -311,37 +332,60 @@ def _write_text(text: str, out_dir: str) -> tuple[Artifact, int]:
     return Artifact(TEXT_ARTIFACT_NAME, path, TEXT_CONTENT_TYPE), len(safe_text)
 
 
-def _render_preview(
-    source_path: str, out_dir: str, options: ProcessingOptions
-) -> tuple[Artifact | None, str | None]:
-    """Render page 1 as "preview-{size}.{ext}" in an isolated child; on failure the reason."""
+def preview_stem(size: int, page: int | None) -> str:
+    """A preview's file name without its extension: "preview-1024", or "preview-1024-p2" for a
+    rule's numbered previews (page counts from 1)."""
+    return f"preview-{size}" if page is None else f"preview-{size}-p{page}"
+
+
+def _render_previews(
+    source_path: str, out_dir: str, options: ProcessingOptions, page_count: int
+) -> tuple[tuple[Artifact, ...], str | None]:
+    """Render the first pages in one isolated child; the previews, and what went wrong."""
     try:
-        preview = call_isolated(
-            lambda: _write_preview(source_path, out_dir, options),
+        previews, problems = call_isolated(
+            lambda: _write_previews(source_path, out_dir, options, page_count),
             options.pdf_preview_timeout_s,
         )
     except StepFailedError as exc:
-        return None, f"preview failed: {exc}"
-    return preview, None
+        return (), f"preview failed: {exc}"
+    return previews, "; ".join(problems) or None
 
 
-def _write_preview(source_path: str, out_dir: str, options: ProcessingOptions) -> Artifact:
-    picture = _render_first_page(source_path, options.pdf_preview_size)
-    encoded = encode_as(picture, Encoding.of_thumbnails(options))
-    stem = f"preview-{options.pdf_preview_size}"
-    return write_encoded(encoded, out_dir, stem, options.thumbnail_format)
+def _write_previews(
+    source_path: str, out_dir: str, options: ProcessingOptions, page_count: int
+) -> tuple[tuple[Artifact, ...], list[str]]:
+    """In the child: one preview for each page asked for, as far as the document goes.
 
-
-def _render_first_page(source_path: str, long_edge: int) -> Image.Image:
+    A page pdfium cannot render costs its own preview; the other pages still get theirs.
+    """
+    numbered = options.pdf_preview_pages is not None
+    pages = min(page_count, options.pdf_preview_pages or 1)
+    encoding = Encoding.of_thumbnails(options)
+    previews: list[Artifact] = []
+    problems: list[str] = []
     document = pdfium.PdfDocument(source_path)
     try:
-        page = document[0]
-        width, height = page.get_size()
-        # PDF units are 1/72 inch and render scale 1 means one pixel per unit.
-        bitmap = page.render(scale=long_edge / max(width, height))
-        picture: Image.Image = bitmap.to_pil()
+        for number in range(1, pages + 1):
+            try:
+                picture = _render_page(document, number, options.pdf_preview_size)
+            except pdfium.PdfiumError as exc:
+                problems.append(f"preview of page {number} failed: {describe_error(exc)}")
+                continue
+            stem = preview_stem(options.pdf_preview_size, number if numbered else None)
+            encoded = encode_as(picture, encoding)
+            previews.append(write_encoded(encoded, out_dir, stem, options.thumbnail_format))
     finally:
         document.close()
+    return tuple(previews), problems
+
+
+def _render_page(document: pdfium.PdfDocument, number: int, long_edge: int) -> Image.Image:
+    page = document[number - 1]
+    width, height = page.get_size()
+    # PDF units are 1/72 inch and render scale 1 means one pixel per unit.
+    bitmap = page.render(scale=long_edge / max(width, height))
+    picture: Image.Image = bitmap.to_pil()
     return _with_long_edge(picture, long_edge)
 
 
