@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Validate every deployment artifact: Dockerfile, systemd unit, Kubernetes manifests (the base and
 # every overlay, EKS and GKE), ECS and CloudFormation templates, the Terraform modules (AWS and
-# Google Cloud), the Prometheus scrape configuration, and the cross-file contract (grace periods vs
-# drain time, resources vs workers, IAM vs the daemon's calls on each cloud).
+# Google Cloud), the Prometheus scrape configuration, alert rules and their unit tests, and the
+# cross-file contract (grace periods vs drain time, resources vs workers, IAM vs the daemon's
+# calls on each cloud).
 #
 #   bash deploy/lint.sh        (make lint-deploy)
 #
@@ -315,6 +316,10 @@ run_check "checkov: CloudFormation, ECS, Terraform (AWS, Google Cloud), Dockerfi
 # Prometheus, YAML, this script
 run_check "promtool check config deploy/prometheus/scrape-vm.yml" 60s \
     "$BIN/promtool" check config deploy/prometheus/scrape-vm.yml
+run_check "promtool check rules deploy/observability/pipelined-alerts.yaml" 60s \
+    "$BIN/promtool" check rules deploy/observability/pipelined-alerts.yaml
+run_check "promtool test rules deploy/observability/pipelined-alerts.test.yaml" 120s \
+    "$BIN/promtool" test rules deploy/observability/pipelined-alerts.test.yaml
 run_check "yamllint deploy/" 60s yaml_lint
 run_check "shellcheck deploy/*.sh" 60s "$BIN/shellcheck" -x deploy/lint.sh deploy/test-tools.sh deploy/lint/debian.sh
 
