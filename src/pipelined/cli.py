@@ -24,6 +24,8 @@ from pipelined.ops.common import (
     fail,
     json_option,
 )
+from pipelined.ops.dlq import dlq
+from pipelined.ops.replay import replay
 from pipelined.ops.status import status
 
 EXIT_CONFIG = EXIT_USAGE  # a bad setting is reported like a bad argument
@@ -130,6 +132,8 @@ def watch(queue_url: str | None, subscription: str | None) -> int:
 
 cli.add_command(check)
 cli.add_command(status)
+cli.add_command(replay)
+cli.add_command(dlq)
 
 
 def _cloud(backend: str) -> Literal["aws", "gcp"]:

@@ -15,6 +15,12 @@ from pipelined.errors import PermanentError
 
 SEQUENCER_WIDTH = 64
 
+REPLAY_FIELD = "pipelinedReplay"
+"""The member of an event record that ``pipelined replay`` adds, ``{"force": true}`` to
+reprocess a version the ledger has already recorded. S3 composes its records itself and never
+writes this member (an uploader controls only the key and the object's own metadata, which sit
+deeper), so only a sender with ``sqs:SendMessage`` on the queue can ask for a forced claim."""
+
 
 def normalise_sequencer(sequencer: str) -> str:
     """S3 sequencers compare as hex strings after right-padding the shorter one with zeros.
@@ -41,6 +47,7 @@ class ObjectEvent:
     sequencer: str | None = None  # orders versions of one key as strings (see normalise_sequencer)
     event_name: str = "ObjectCreated"
     event_time: str | None = None
+    forced: bool = False  # a replay asked to reprocess even a recorded version (REPLAY_FIELD)
 
     @property
     def version(self) -> str:
@@ -99,6 +106,7 @@ def _parse_s3_record(record: object) -> ParsedRecord:
         sequencer=_optional_sequencer(obj.get("sequencer")),
         event_name=event_name,
         event_time=optional_str(record.get("eventTime")),
+        forced=replay_forced(record),
     )
 
 
@@ -119,6 +127,15 @@ def _parse_eventbridge(document: dict[str, Any]) -> ParsedRecord:
         event_name=f"ObjectCreated:{detail.get('reason', 'EventBridge')}",
         event_time=optional_str(document.get("time")),
     )
+
+
+def replay_forced(carrier: dict[str, Any]) -> bool:
+    """Does ``carrier`` (an S3 record, a GCS object resource) hold replay's force marker?
+
+    Only the literal ``true`` counts: anything else a body might hold there is no request.
+    """
+    marker = carrier.get(REPLAY_FIELD)
+    return isinstance(marker, dict) and marker.get("force") is True
 
 
 def _is_sns_envelope(document: dict[str, Any]) -> bool:

@@ -21,3 +21,9 @@ def probe_key(output_prefix: str, token: str) -> str:
     artifact folder, since no bucket name starts with a dot.
     """
     return f"{output_prefix}.check/{token}"
+
+
+def is_own_output(output_bucket: str, output_prefix: str, bucket: str, key: str) -> bool:
+    """Is ``bucket``/``key`` an artifact (or probe) of the daemon's own? Never processed again,
+    nor replayed."""
+    return bucket == output_bucket and key.startswith(output_prefix)

@@ -122,7 +122,7 @@ class Pipeline:
 
     async def handle(self, event: ObjectEvent) -> JobOutcome:
         """Process ``event``, to one record and one notification per object version."""
-        grant = await self._ledger.claim(event, uuid.uuid4().hex)
+        grant = await self._ledger.claim(event, uuid.uuid4().hex, force=event.forced)
         if isinstance(grant, Refused):
             return self._refused(grant)
         if isinstance(grant, NotifyGrant):

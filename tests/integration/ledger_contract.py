@@ -104,6 +104,7 @@ FULL_STATE = ObjectState(
         recorded_by="owner-1",
         notifier="owner-1",
         notify_lease_expires_at=1.5,
+        forced=True,
     ),
     processing=Processing(Version("etag-2", "00AB"), "owner-2", lease_expires_at=2.5),
 )
@@ -253,3 +254,36 @@ class LedgerContract:
         snapshot = await backend.store.read(EVENT.bucket, EVENT.key)
         assert snapshot.state.recorded is not None
         assert snapshot.state.recorded.notified
+
+    async def test_a_forced_claim_reprocesses_a_recorded_version_and_says_so(
+        self, backend: Backend
+    ) -> None:
+        ledger = Ledger(backend.store, lease_s=60)
+        first = await ledger.claim(EVENT, "owner-1")
+        assert isinstance(first, ProcessGrant)
+        await ledger.complete(first.hold, record(EVENT))
+        await ledger.mark_notified(first.hold)
+        assert isinstance(await ledger.claim(EVENT, "owner-2"), Refused), "a duplicate"
+        forced = await ledger.claim(EVENT, "owner-3", force=True)
+        assert isinstance(forced, ProcessGrant), forced
+        assert (forced.claim.forced, forced.claim.attempts) == (True, 2)
+        claimed = await backend.stored(EVENT.bucket, EVENT.key)
+        assert claimed is not None
+        assert claimed["claim"]["forced"] is True
+        assert "forced" not in claimed, "the old record was not forced"
+        await ledger.complete(forced.hold, record(EVENT, attempts=2))
+        stored = await backend.stored(EVENT.bucket, EVENT.key)
+        assert stored is not None
+        assert (stored["forced"], stored["attempts"]) == (True, 2)
+        snapshot = await backend.store.read(EVENT.bucket, EVENT.key)
+        assert snapshot.state.recorded is not None
+        assert snapshot.state.recorded.forced
+
+    async def test_force_on_a_new_version_is_an_ordinary_claim(self, backend: Backend) -> None:
+        ledger = Ledger(backend.store, lease_s=60)
+        grant = await ledger.claim(EVENT, "owner-1", force=True)
+        assert isinstance(grant, ProcessGrant)
+        assert grant.claim.forced is False, "nothing was recorded to force past"
+        stored = await backend.stored(EVENT.bucket, EVENT.key)
+        assert stored is not None
+        assert "forced" not in stored["claim"]

@@ -148,3 +148,47 @@ def test_sequencers_compare_as_strings_once_parsed() -> None:
     # zeros. The parser pads them, so the ledger compares plain strings.
     assert normalise_sequencer("0055AED6DCD90281E5") > normalise_sequencer("0055AED6DCD9028")
     assert normalise_sequencer("00a1") == normalise_sequencer("00A100")
+
+
+def test_a_replayed_event_round_trips_and_only_its_marker_forces() -> None:
+    from datetime import UTC, datetime
+
+    from pipelined.ops.replay import StoredObject, s3_event_body
+
+    stored = StoredObject(
+        bucket="uploads",
+        key="in/a b+c/é.jpg",
+        size=5,
+        etag="abc",
+        last_modified=datetime(2026, 1, 1, tzinfo=UTC),
+        version_id="v1",
+    )
+    now = datetime(2026, 11, 28, 5, tzinfo=UTC)
+    [forced] = parse_message(s3_event_body(stored, force=True, now=now))
+    assert forced == ObjectEvent(
+        bucket="uploads",
+        key="in/a b+c/é.jpg",
+        size=5,
+        etag="abc",
+        version_id="v1",
+        event_name="ObjectCreated:Replay",
+        event_time="2026-11-28T05:00:00.000Z",
+        forced=True,
+    )
+    [plain] = parse_message(s3_event_body(stored, force=False, now=now))
+    assert isinstance(plain, ObjectEvent)
+    assert not plain.forced
+
+
+@pytest.mark.parametrize("marker", [{"force": "true"}, {"force": 1}, True, "force", None])
+def test_anything_but_the_literal_marker_forces_nothing(marker: object) -> None:
+    record = {**s3_record("a.jpg"), "pipelinedReplay": marker}
+    [event] = parse_message(s3_body(record))
+    assert isinstance(event, ObjectEvent)
+    assert not event.forced
+
+
+def test_s3_events_never_force() -> None:
+    [event] = parse_message(s3_body(s3_record("pipelinedReplay.jpg")))
+    assert isinstance(event, ObjectEvent)
+    assert not event.forced

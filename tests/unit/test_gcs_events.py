@@ -107,3 +107,43 @@ def test_other_events_are_ignored_with_a_reason(event_type: str) -> None:
 def test_malformed_notifications_say_why(data: bytes, attrs: dict[str, str], reason: str) -> None:
     with pytest.raises(MalformedMessageError, match=reason):
         parse_gcs_message(data, attrs)
+
+
+def test_a_replayed_notification_round_trips_and_only_its_marker_forces() -> None:
+    from datetime import UTC, datetime
+
+    from pipelined.ops.replay import StoredObject, gcs_event_message
+
+    stored = StoredObject(
+        bucket="uploads",
+        key="photos/beach trip+1.jpg",
+        size=1234,
+        etag="CMDo4Jz/+5ADEAE=",
+        last_modified=datetime(2026, 1, 1, tzinfo=UTC),
+        version_id="1764547200123456",
+    )
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    data, attrs = gcs_event_message(stored, force=True, now=now)
+    [event] = parse_gcs_message(data, attrs)
+    assert event == ObjectEvent(
+        bucket="uploads",
+        key="photos/beach trip+1.jpg",
+        size=1234,
+        version_id="1764547200123456",
+        event_name="OBJECT_FINALIZE",
+        event_time="2026-12-01T00:00:00.000Z",
+        forced=True,
+    )
+    data, attrs = gcs_event_message(stored, force=False, now=now)
+    [plain] = parse_gcs_message(data, attrs)
+    assert isinstance(plain, ObjectEvent)
+    assert not plain.forced
+
+
+def test_neither_custom_attributes_nor_object_metadata_can_force() -> None:
+    marker = json.dumps({"force": True})
+    forged = attributes(pipelinedReplay=marker)
+    data = payload(metadata={"pipelinedReplay": {"force": True}})
+    [event] = parse_gcs_message(data, forged)
+    assert isinstance(event, ObjectEvent)
+    assert not event.forced

@@ -203,6 +203,17 @@ def test_force_reclaims_a_recorded_version_for_a_replay() -> None:
     assert isinstance(decision, Process)
     assert decision.claim.attempts == 2
     assert decision.state.recorded is not None, "the old record stays until the replay ends"
+    assert decision.claim.forced, "the claim says it was forced"
+    done = machine.complete(decision.state, "b", V1, record=record(V1), lease_s=LEASE_S, now=6)
+    assert isinstance(done, ObjectState)
+    assert done.recorded is not None
+    assert done.recorded.forced, "and so does the record it leaves"
+
+
+def test_force_on_a_version_never_recorded_is_no_forcing() -> None:
+    decision = machine.claim(ABSENT, request(V1, "b", force=True), now=5)
+    assert isinstance(decision, Process)
+    assert not decision.claim.forced
 
 
 EVENT = ObjectEvent(bucket="uploads", key="k", etag="v1", sequencer="0001")

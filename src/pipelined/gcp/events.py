@@ -21,6 +21,7 @@ from pipelined.events import (
     ParsedRecord,
     optional_int,
     optional_str,
+    replay_forced,
 )
 
 FINALIZE = "OBJECT_FINALIZE"
@@ -57,6 +58,9 @@ def parse_gcs_message(data: str | bytes, attributes: Mapping[str, str]) -> list[
             event_name=event_type,
             event_time=optional_str(payload.get("timeCreated"))
             or optional_str(attributes.get("eventTime")),
+            # In the data, never an attribute: a bucket's notification config can add custom
+            # attributes, but the object resource's top level is Cloud Storage's own.
+            forced=replay_forced(payload),
         )
     ]
 

@@ -41,6 +41,7 @@ FIELDS = frozenset(
         "notified",
         "notifier",
         "notify_lease_expires_at",
+        "forced",
     }
 )
 """Every top-level field a document of this layout can have. A backend whose write changes
@@ -88,6 +89,8 @@ def _recorded_fields(recorded: Recorded) -> Document:
         "notified": recorded.notified,
         "notifier": recorded.notifier,
         "notify_lease_expires_at": recorded.notify_lease_expires_at,
+        # Only when true: an item that no replay forced reads as it always did.
+        "forced": True if recorded.forced else None,
     }
 
 
@@ -100,6 +103,7 @@ def _claim_fields(claim: Processing) -> Document:
         "attempts": claim.attempts,
         "worker_deaths": claim.worker_deaths,
         "must_be_current": claim.must_be_current,
+        "forced": True if claim.forced else None,
     }
 
 
@@ -111,6 +115,7 @@ def _recorded_from(document: Document) -> Recorded:
         notified=bool(document.get("notified", False)),
         notifier=document.get("notifier"),
         notify_lease_expires_at=float(document.get("notify_lease_expires_at", 0)),
+        forced=document.get("forced") is True,
     )
 
 
@@ -122,6 +127,7 @@ def _claim_from(claim: Document) -> Processing:
         attempts=int(claim.get("attempts", 1)),
         worker_deaths=int(claim.get("worker_deaths", 0)),
         must_be_current=bool(claim.get("must_be_current", False)),
+        forced=claim.get("forced") is True,
     )
 
 

@@ -61,6 +61,7 @@ class Processing:
     attempts: int = 1  # claims of this version, take-overs included
     worker_deaths: int = 0  # pool workers that died under this version
     must_be_current: bool = False  # the store must confirm the version is still current
+    forced: bool = False  # a replay's force reclaimed a version that was already recorded
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class Recorded:
     notified: bool = False
     notifier: str | None = None  # holds the notification lease until it is marked sent
     notify_lease_expires_at: float = 0.0
+    forced: bool = False  # this outcome replaced a record of the same version, by force
 
 
 @dataclass(frozen=True)
@@ -189,7 +191,10 @@ def _claim_other_version(state: ObjectState, request: ClaimRequest, now: float) 
     if current is not None and not _may_take_over(current, request.version, now):
         return _busy(current.lease_expires_at - now)
     attempts = 1
-    if request.force and state.recorded is not None and Order.SAME in orders:
+    # Forced only when the force changed something: the version was recorded already.
+    forced = request.force and state.recorded is not None and Order.SAME in orders
+    if forced:
+        assert state.recorded is not None
         attempts = state.recorded.record.attempts + 1
     # A version that cannot be ordered against one the ledger knows goes on only once the
     # store confirms it is current, so a stale event never replaces a newer record.
@@ -199,6 +204,7 @@ def _claim_other_version(state: ObjectState, request: ClaimRequest, now: float) 
         lease_expires_at=now + request.lease_s,
         attempts=attempts,
         must_be_current=Order.UNKNOWN in orders,
+        forced=forced,
     )
     return Process(replace(state, processing=claimed))
 
@@ -280,6 +286,7 @@ def complete(
         recorded_by=owner,
         notifier=owner,
         notify_lease_expires_at=now + lease_s,
+        forced=current.forced,
     )
     return ObjectState(recorded=outcome, processing=None)
 
