@@ -30,7 +30,7 @@ from pipelined.errors import (
     WorkerDiedError,
 )
 from pipelined.events import ObjectEvent
-from pipelined.layout import artifact_prefix
+from pipelined.layout import artifact_prefix, is_own_output
 from pipelined.ledger.machine import Processing, Refusal, Refused
 from pipelined.ledger.store import Hold, Ledger, NotifyGrant, ProcessGrant
 from pipelined.logs import get_logger
@@ -116,9 +116,8 @@ class Pipeline:
 
     def is_own_output(self, event: ObjectEvent) -> bool:
         """Artifacts written into a watched bucket must never be processed again."""
-        return event.bucket == self._config.output_bucket and event.key.startswith(
-            self._config.output_prefix
-        )
+        config = self._config
+        return is_own_output(config.output_bucket, config.output_prefix, event.bucket, event.key)
 
     async def handle(self, event: ObjectEvent) -> JobOutcome:
         """Process ``event``, to one record and one notification per object version."""
@@ -195,6 +194,7 @@ class Pipeline:
             status="processed",
             kind="unknown",
             attempts=claim.attempts,
+            forced=claim.forced,
             started_at=_now_iso(),
             finished_at="",
             duration_ms=0,

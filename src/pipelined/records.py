@@ -51,6 +51,8 @@ class JobRecord:
     metadata: dict[str, JSONScalar] = field(default_factory=dict)
     error: str | None = None
     rule: str = DEFAULT_RULE_NAME  # the rule (rules.py) that chose the outputs
+    # A replay's --force reprocessed this version, which had been recorded already.
+    forced: bool = False
 
     def notification(self) -> dict[str, Any]:
         """The SNS message body: everything a subscriber needs, as plain JSON."""
@@ -68,10 +70,15 @@ class JobRecord:
 
     @property
     def notification_id(self) -> str:
-        """Stable per object version and outcome, so a subscriber can drop a repeat."""
+        """Stable per object version and outcome, so a subscriber can drop a repeat.
+
+        A forced reprocess is asked for, not a repeat: its id also holds its own finish time,
+        which its resends (rebuilt from the ledger) keep, so they stay droppable."""
         version = self.source.version_id or self.source.etag or ""
-        identity = json.dumps([self.source.bucket, self.source.key, version, self.status])
-        return hashlib.sha256(identity.encode()).hexdigest()[:32]
+        parts = [self.source.bucket, self.source.key, version, self.status]
+        if self.forced:
+            parts += ["forced", self.finished_at]
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
 
 
 def _drop_none(values: dict[str, Any]) -> dict[str, Any]:

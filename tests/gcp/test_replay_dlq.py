@@ -70,7 +70,8 @@ async def test_replay_is_a_duplicate_unless_forced_and_the_document_says_forced(
         assert await asyncio.to_thread(main, ["replay", url, "--force"]) == 0
         [second] = await notifications(gcp, 1)
     capsys.readouterr()
-    assert second["notification_id"] == first["notification_id"]
+    assert second["notification_id"] != first["notification_id"], "asked for, not a repeat"
+    assert second["forced"] is True
     document = ledger_document(gcp, gcp.input_bucket, key)
     assert document is not None
     assert (document["forced"], document["attempts"]) == (True, 2)

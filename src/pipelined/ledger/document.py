@@ -152,6 +152,7 @@ def record_from_document(document: Document) -> JobRecord:
         error=document.get("error"),
         # Items written before rules existed have no rule: the default rule made them.
         rule=str(document.get("rule", DEFAULT_RULE_NAME)),
+        forced=document.get("forced") is True,
     )
 
 

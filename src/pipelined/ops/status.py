@@ -117,6 +117,7 @@ def _recorded_rows(url: ObjectUrl, recorded: Recorded) -> list[tuple[str, str]]:
         ("status", f"{record.status} ({record.kind})"),
         ("rule", record.rule),
         ("attempts", str(record.attempts)),
+        ("forced", "yes: a replay's --force reprocessed it" if recorded.forced else "no"),
         ("finished", f"{record.finished_at} ({record.duration_ms} ms)"),
     ]
     if record.error:
@@ -149,6 +150,8 @@ def _claim_rows(claim: Processing) -> list[tuple[str, str]]:
         detail += f", {claim.worker_deaths} worker deaths"
     if claim.must_be_current:
         detail += ", only if still the current version"
+    if claim.forced:
+        detail += ", forced by a replay"
     return [("in progress", detail)]
 
 
