@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TOOLS := $(VENV)/.tools
 
-.PHONY: demo demo-gcp local local-gcp test lint typecheck unit bench chaos chaos-gcp clean lint-deploy venv
+.PHONY: demo demo-gcp local local-gcp test lint typecheck unit bench bench-e2e bench-encoders chaos chaos-gcp clean lint-deploy venv
 
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,20 @@ bench: $(STAMP)
 	$(BIN)/python bench/images.py
 	$(BIN)/python bench/pdf_text_engines.py
 	$(BIN)/python bench/soak_memory.py
+
+# The daemon end to end on the embedded stack, against a Lambda-shaped loop and the processors
+# alone, with the targets beside the figures (docs/performance.md); writes e2e-results.json.
+# BENCH_ARGS=--quick for a short run.
+bench-e2e: $(STAMP)
+	$(BIN)/pip install --quiet py-spy==0.4.3  # for --profile only
+	$(BIN)/python bench/e2e.py $(BENCH_ARGS)
+
+# Encoder effort against size and quality (WebP methods, AVIF speeds): at today's quality, then
+# AVIF at the quality that matches WebP's (docs/performance.md); writes two JSON files.
+bench-encoders: $(STAMP)
+	$(BIN)/python bench/encoders.py $(BENCH_ARGS)
+	$(BIN)/python bench/encoders.py --avif-quality 60 --avif-speeds 4-10 \
+		--out encoders-avif-q60.json $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

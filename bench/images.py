@@ -49,7 +49,7 @@ from PIL import Image, ImageChops
 from pypdf import PdfReader
 
 from pipelined.processing import ProcessingOptions, process_file
-from pipelined.processing.encoding import WEBP_METHOD
+from pipelined.processing.options import DEFAULT_WEBP_METHOD as WEBP_METHOD
 from pipelined.processing.renditions import REDUCING_GAP, RESAMPLE
 from pipelined.samples import photo_jpeg, text_pdf, transparent_png
 

@@ -19,6 +19,7 @@ from pipelined.logs import get_logger
 from pipelined.pipeline import Pipeline, PipelineConfig
 from pipelined.pool import WorkerPool
 from pipelined.processing import ProcessingOptions
+from pipelined.processing.options import EncoderEffort
 from pipelined.queuestats import QueueStatsPoller, ReceivedAges
 from pipelined.sdnotify import SystemdNotifier
 from pipelined.settings import Settings
@@ -51,6 +52,7 @@ def pipeline_config(settings: Settings) -> PipelineConfig:
         options=ProcessingOptions(
             thumbnail_sizes=settings.thumbnail_sizes,
             thumbnail_format=settings.thumbnail_format,
+            effort=EncoderEffort(settings.webp_method, settings.avif_speed),
             max_pixels=settings.max_pixels,
             max_frames=settings.max_frames,
             max_pages=settings.max_pages,

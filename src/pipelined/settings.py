@@ -22,6 +22,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pipelined.errors import ConfigError
+from pipelined.processing.options import DEFAULT_AVIF_SPEED, DEFAULT_WEBP_METHOD
 from pipelined.quotas import (
     PUBSUB_MAX_ACK_DEADLINE_S,
     SQS_MAX_VISIBILITY_TIMEOUT_S,
@@ -121,6 +122,9 @@ class Settings(BaseSettings):
     # Processing.
     thumbnail_sizes: Annotated[tuple[int, ...], NoDecode] = (256, 1024)
     thumbnail_format: Literal["webp", "jpeg", "avif"] = "webp"
+    # Encoder effort, per format (their scales differ): docs/performance.md has the tables.
+    webp_method: int = Field(default=DEFAULT_WEBP_METHOD, ge=0, le=6)
+    avif_speed: int = Field(default=DEFAULT_AVIF_SPEED, ge=0, le=10)
     # A YAML file of rules: renditions per bucket, prefix, glob and kind (docs/processing.md).
     # Read and validated here, once; unset, every upload gets the default rule (the two above).
     rules_file: Annotated[RulesFile | None, NoDecode] = None

@@ -45,6 +45,8 @@ def test_a_missing_setting_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
         ("PIPELINED_THUMBNAIL_SIZES", "256,huge"),
         ("PIPELINED_VISIBILITY_TIMEOUT_S", "50000"),
         ("PIPELINED_THUMBNAIL_FORMAT", "bmp"),
+        ("PIPELINED_WEBP_METHOD", "7"),
+        ("PIPELINED_AVIF_SPEED", "-1"),
     ],
 )
 def test_a_bad_value_is_named(env: pytest.MonkeyPatch, name: str, value: str) -> None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image
 
-from pipelined.processing.options import OutputFormatName, ProcessingOptions
+from pipelined.processing.options import EncoderEffort, OutputFormatName, ProcessingOptions
 from pipelined.processing.results import Artifact
 
 
@@ -31,16 +31,23 @@ OUTPUT_FORMATS: dict[OutputFormatName, OutputFormat] = {
 
 @dataclass(frozen=True)
 class Encoding:
-    """How one output is written: the format, its quality (ignored by PNG), the background."""
+    """How one output is written: the format, its quality (ignored by PNG), the background, and
+    the encoder's effort."""
 
     format: OutputFormatName
     quality: int
     background_rgb: tuple[int, int, int]
+    effort: EncoderEffort = field(default_factory=EncoderEffort)
 
     @classmethod
     def of_thumbnails(cls, options: ProcessingOptions) -> Encoding:
         """The THUMBNAIL_FORMAT encoding, which PDF previews use."""
-        return cls(options.thumbnail_format, options.thumbnail_quality, options.background_rgb)
+        return cls(
+            options.thumbnail_format,
+            options.thumbnail_quality,
+            options.background_rgb,
+            options.effort,
+        )
 
 
 def artifact_name(stem: str, fmt: OutputFormatName) -> str:
@@ -90,7 +97,7 @@ def encode_as(image: Image.Image, encoding: Encoding) -> EncodedImage:
     fmt = OUTPUT_FORMATS[encoding.format]
     clean = prepare_for_output(image, encoding)
     buffer = io.BytesIO()
-    clean.save(buffer, format=fmt.pillow_format, **_save_parameters(fmt, encoding.quality))
+    clean.save(buffer, format=fmt.pillow_format, **_save_parameters(fmt, encoding))
     return EncodedImage(buffer.getvalue(), clean.width, clean.height)
 
 
@@ -106,22 +113,16 @@ def write_encoded(
     return Artifact(name, path, content_type, width=encoded.width, height=encoded.height)
 
 
-def _save_parameters(fmt: OutputFormat, quality: int) -> dict[str, Any]:
+def _save_parameters(fmt: OutputFormat, encoding: Encoding) -> dict[str, Any]:
     if fmt.pillow_format == "PNG":
         # Lossless: quality means nothing. Level 6 is zlib's usual size/speed balance.
         return {"compress_level": 6}
-    parameters: dict[str, Any] = {"quality": quality}
+    parameters: dict[str, Any] = {"quality": encoding.quality}
     if fmt.pillow_format == "JPEG":
         # Thumbnails are small; Huffman optimisation is cheap and saves a few percent.
         parameters["optimize"] = True
     elif fmt.pillow_format == "WEBP":
-        parameters["method"] = WEBP_METHOD
+        parameters["method"] = encoding.effort.webp_method
+    elif fmt.pillow_format == "AVIF":
+        parameters["speed"] = encoding.effort.avif_speed
     return parameters
-
-
-# libwebp's speed/size trade-off, 0 (fastest) to 6; Pillow's default is 4. Measured on a
-# 1024 px thumbnail of a 12 MP photo at quality 82 (bench/images.py): method 2 encodes in
-# about 40% of method 4's time for 2-3% more bytes and 0.05 dB less PSNR. Method 3 costs as
-# much as 4 (both search the rate-distortion space); 1 and 0 save little more time and add
-# 7% and 35% bytes.
-WEBP_METHOD = 2

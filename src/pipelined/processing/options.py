@@ -5,7 +5,7 @@ dataclass of plain values.
 """
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 from PIL import features
@@ -28,6 +28,32 @@ DEFAULT_QUALITY = 82
 RENDITION_NAME = re.compile(r"[a-z0-9._-]{1,100}")
 # Tesseract's language names, as eng, deu or chi_sim: also what the traineddata file is called.
 OCR_LANGUAGE = re.compile(r"[a-z_]{3,}")
+
+
+# The encoders' speed/size trade-offs, measured on 12 MP photos cut to 256 and 1024 px
+# (bench/encoders.py, docs/performance.md "Encoder effort"):
+# - libwebp's method, 0 (fastest) to 6, Pillow's default 4: method 2 costs a third to a half
+#   of 3 and 4 for about 2% more bytes at the same PSNR and SSIM; 0 and 1 add 8-29% bytes.
+# - libavif's speed, 0 (slowest) to 10, Pillow's default 6: speed 7 makes the same bytes and
+#   quality in about 55-60% of the CPU; 8 halves it again for 7-10% more bytes.
+DEFAULT_WEBP_METHOD = 2
+DEFAULT_AVIF_SPEED = 7
+WEBP_METHODS = range(7)
+AVIF_SPEEDS = range(11)
+
+
+@dataclass(frozen=True)
+class EncoderEffort:
+    """How hard the lossy encoders work (WEBP_METHOD, AVIF_SPEED); JPEG and PNG have no knob."""
+
+    webp_method: int = DEFAULT_WEBP_METHOD
+    avif_speed: int = DEFAULT_AVIF_SPEED
+
+    def __post_init__(self) -> None:
+        if self.webp_method not in WEBP_METHODS:
+            raise ConfigError(f"webp_method must be 0..6, got {self.webp_method}")
+        if self.avif_speed not in AVIF_SPEEDS:
+            raise ConfigError(f"avif_speed must be 0..10, got {self.avif_speed}")
 
 
 @dataclass(frozen=True)
@@ -72,6 +98,7 @@ class ProcessingOptions:
     renditions: tuple[RenditionSpec, ...] | None = None
     # A rule's image placeholders, each a key of the image's metadata; none by default.
     placeholders: tuple[Placeholder, ...] = ()
+    effort: EncoderEffort = field(default_factory=EncoderEffort)
     # Alpha is flattened onto this colour when the output format has no alpha channel (jpeg).
     background_rgb: tuple[int, int, int] = (255, 255, 255)
     max_pixels: int = 100_000_000  # checked from the header, before decoding

@@ -41,7 +41,7 @@ def write_renditions(
     encoded_by_plan: dict[_Plan, EncodedImage] = {}
     artifacts = []
     for rendition in options.image_renditions:
-        plan = _plan(picture, upright_size, rendition, options.background_rgb)
+        plan = _plan(picture, upright_size, rendition, options)
         if plan not in encoded_by_plan:
             encoded_by_plan[plan] = encode_as(_rendered(picture, plan), plan.encoding)
         encoded = encoded_by_plan[plan]
@@ -62,11 +62,11 @@ def _plan(
     picture: Image.Image,
     upright_size: tuple[int, int],
     rendition: RenditionSpec,
-    background_rgb: tuple[int, int, int],
+    options: ProcessingOptions,
 ) -> _Plan:
     """The window and size for rendition. Target sizes are worked out from the full-resolution
     size, so they do not depend on how much the decoder shrank the picture."""
-    encoding = Encoding(rendition.format, rendition.quality, background_rgb)
+    encoding = Encoding(rendition.format, rendition.quality, options.background_rgb, options.effort)
     box = (rendition.width, rendition.height)
     if rendition.fit == "contain":
         return _Plan((0, 0, *picture.size), _fitted(upright_size, rendition), encoding)

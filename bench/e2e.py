@@ -1,0 +1,753 @@
+"""End-to-end benchmark: the daemon against a Lambda-shaped loop and the processors alone.
+
+One run, every figure against baselines measured in the same run, so a busy machine shifts
+them alike:
+
+  ceiling     process_file on every file in this process (CPU from os.times, children
+              included: the PDF preview's forked child)
+  sequential  a loop in this process shaped like a Lambda handler: receive one message,
+              download, process_file, upload the artifacts, put a ledger item, publish,
+              delete; one message at a time, plain boto3, the same output format
+  daemon      `python -m pipelined run` as a subprocess with default settings; its whole
+              process tree's CPU (main process apart from the forkserver and pool workers)
+              read from procfs at the first upload and at the last notification
+
+For each of sequential and daemon: the daemon (or loop) is ready and idle, then every file is
+uploaded in one burst (4 threads); the window runs from the first upload to the last
+notification read from a queue subscribed to the topic (as `pipelined watch` reads it), and a
+file's latency is its notification's arrival minus the end of its upload.
+
+Then, separately: the daemon's idle CPU while it long-polls an empty queue, and its RSS (main
+process and workers) over many small jobs.
+
+The emulator (moto server, bench/stack.py) runs in a process of its own; its CPU is not
+counted. Prints a table with the issue's targets beside the measured values and writes
+everything as JSON (--out).
+
+Usage: python bench/e2e.py [--photos 96] [--pdfs 24] [--megapixels 12] [--pages 20]
+                           [--format jpeg] [--workers 2] [--out e2e.json] [--quick]
+                           [--skip-idle] [--skip-rss] [--idle-seconds 60] [--small-jobs 10000]
+                           [--profile FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote_plus
+
+import PIL
+from corpus import CorpusFile, photo_corpus, small_jobs_corpus
+from proctree import CpuSplit, TreeSample, become_subreaper, kill_tree, reap_adopted, sample_tree
+
+from pipelined.local import LocalStack, provision
+from pipelined.processing import ProcessingOptions, process_file
+from pipelined.tools import unwrap_notification
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # tests.faults.daemon: the daemon launcher the fault tests use
+
+from tests.faults.daemon import Daemon  # noqa: E402
+
+DEFAULT_FORMAT = "webp"  # ProcessingOptions' and THUMBNAIL_FORMAT's default
+UPLOAD_THREADS = 4
+BACKLOG = 64  # small jobs queued ahead of the daemon in the RSS run
+# The daemon as deployed: its defaults, not the fault tests' short leases.
+DAEMON_DEFAULTS = {
+    "wait_time_s": "20",
+    "visibility_timeout_s": "60",
+    "claim_lease_s": "120",
+    "retry_base_delay_s": "5",
+    "retry_max_delay_s": "900",
+    "drain_timeout_s": "5",
+    "max_inflight": "8",
+    "log_format": "json",
+    "log_level": "info",
+}
+
+
+@dataclass(frozen=True)
+class Output:
+    """What every run makes of an upload: the thumbnail format and sizes, the same for all."""
+
+    format: str
+    sizes: tuple[int, ...]
+
+    def options(self) -> ProcessingOptions:
+        return ProcessingOptions(thumbnail_format=self.format, thumbnail_sizes=self.sizes)  # type: ignore[arg-type]
+
+    def daemon_settings(self) -> dict[str, str]:
+        return {
+            "thumbnail_format": self.format,
+            "thumbnail_sizes": ",".join(str(size) for size in self.sizes),
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# The emulator, in its own process.
+# ---------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def emulator_process() -> Iterator[tuple[str, int]]:
+    """Yield (endpoint URL, pid) of bench/stack.py; it exits when its stdin closes."""
+    process = subprocess.Popen(  # noqa: S603 (our own interpreter and script)
+        [sys.executable, str(Path(__file__).with_name("stack.py"))],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        endpoint = process.stdout.readline().strip()
+        if not endpoint.startswith("http"):
+            raise RuntimeError(f"the emulator did not start (said {endpoint!r})")
+        yield endpoint, process.pid
+    finally:
+        assert process.stdin is not None
+        process.stdin.close()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+# ---------------------------------------------------------------------------------------------
+# Uploads and notifications.
+# ---------------------------------------------------------------------------------------------
+
+
+class Notifications:
+    """A thread that reads the watch queue and notes when each key's notification arrived."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self.stack = stack
+        self.sqs = stack.client("sqs")
+        self.arrived: dict[str, float] = {}
+        self.statuses: dict[str, str] = {}
+        self.artifacts: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Notifications:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            reply = self.sqs.receive_message(
+                QueueUrl=self.stack.watch_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+            )
+            now = time.monotonic()
+            messages = reply.get("Messages", [])
+            for message in messages:
+                body: dict[str, Any] = unwrap_notification(message["Body"])
+                key = str(body["source"]["key"])
+                self.arrived.setdefault(key, now)
+                self.statuses[key] = str(body["status"])
+                self.artifacts[key] = len(body.get("artifacts") or [])
+            if messages:
+                self.sqs.delete_message_batch(
+                    QueueUrl=self.stack.watch_queue_url,
+                    Entries=[
+                        {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]}
+                        for n, m in enumerate(messages)
+                    ],
+                )
+
+    def reset(self) -> None:
+        self.arrived.clear()
+        self.statuses.clear()
+        self.artifacts.clear()
+
+    def wait_for(self, count: int, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while len(self.arrived) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return len(self.arrived) >= count
+
+
+def upload_burst(stack: LocalStack, files: Sequence[CorpusFile]) -> dict[str, float]:
+    """Upload every file with a few threads; return each key's upload-finished time."""
+    s3 = stack.client("s3")
+    finished: dict[str, float] = {}
+
+    def put(item: CorpusFile) -> None:
+        s3.put_object(
+            Bucket=stack.input_bucket, Key=item.key, Body=item.body, ContentType=item.content_type
+        )
+        finished[item.key] = time.monotonic()
+
+    with ThreadPoolExecutor(UPLOAD_THREADS) as executor:
+        list(executor.map(put, files))
+    return finished
+
+
+@dataclass
+class Flow:
+    """What one burst through the daemon or the loop measured."""
+
+    files: int
+    seconds: float
+    files_per_s: float
+    p50_latency_s: float
+    p99_latency_s: float
+    failed: int
+    artifacts_per_file: float
+    cpu: dict[str, float] = field(default_factory=dict)
+
+
+def flow_of(started: float, uploaded: dict[str, float], notes: Notifications, files: int) -> Flow:
+    last = max(notes.arrived.values())
+    latencies = sorted(notes.arrived[key] - uploaded[key] for key in notes.arrived)
+    seconds = last - started
+    return Flow(
+        files=files,
+        seconds=round(seconds, 3),
+        files_per_s=round(files / seconds, 3),
+        p50_latency_s=round(percentile(latencies, 50), 3),
+        p99_latency_s=round(percentile(latencies, 99), 3),
+        failed=sum(status != "processed" for status in notes.statuses.values()),
+        artifacts_per_file=round(statistics.fmean(notes.artifacts.values()), 2),
+    )
+
+
+def percentile(ordered: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile of sorted values."""
+    rank = max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+def burst_timeout(files: Sequence[CorpusFile]) -> float:
+    return 120 + 5 * len(files)
+
+
+# ---------------------------------------------------------------------------------------------
+# The daemon.
+# ---------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def running_daemon(
+    stack: LocalStack, log_dir: Path, keep: set[int], **settings: str
+) -> Iterator[Daemon]:
+    log_path = log_dir / f"daemon-{uuid.uuid4().hex[:6]}.log"
+    daemon = Daemon(stack, stack.endpoint_url, log_path, **{**DAEMON_DEFAULTS, **settings})
+    daemon.start()
+    try:
+        daemon.wait_ready(timeout_s=60)
+        yield daemon
+    finally:
+        stop_daemon(daemon, keep)
+
+
+def stop_daemon(daemon: Daemon, keep: set[int]) -> None:
+    """SIGTERM, a short wait (an idle long poll may hold the drain 20 s), then kill the tree."""
+    if daemon.process is None:
+        return
+    if daemon.alive:
+        daemon.process.send_signal(signal.SIGTERM)
+        with suppress(subprocess.TimeoutExpired):
+            daemon.process.wait(timeout=3)
+    if daemon.alive:
+        kill_tree(daemon.pid)
+        daemon.process.wait(timeout=10)
+    reap_adopted(keep)
+
+
+def py_spy_command() -> str:
+    """The py-spy beside this interpreter (a dev-only tool: pip install py-spy), else PATH's."""
+    beside = Path(sys.executable).with_name("py-spy")
+    return str(beside) if beside.exists() else "py-spy"
+
+
+@contextmanager
+def py_spy(pid: int, out: Path | None) -> Iterator[None]:
+    """py-spy record of the daemon's main process (raw folded stacks) while the block runs."""
+    if out is None:
+        yield
+        return
+    command = [py_spy_command(), "record", "--pid", str(pid), "--format", "raw"]
+    command += ["--rate", "200", "--nonblocking", "--output", str(out)]
+    spy = subprocess.Popen(  # noqa: S603 (a fixed command line)
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        try:
+            spy.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            spy.wait()
+
+
+def daemon_burst(
+    endpoint: str,
+    files: Sequence[CorpusFile],
+    output: Output,
+    workers: int,
+    *,
+    log_dir: Path,
+    keep: set[int],
+    profile: Path | None = None,
+) -> Flow:
+    stack = provision(endpoint, same_bucket=False)
+    settings = {"workers": str(workers), **output.daemon_settings()}
+    with (
+        running_daemon(stack, log_dir, keep, **settings) as daemon,
+        Notifications(stack) as notes,
+    ):
+        warm_up(stack, files, workers, notes)
+        with py_spy(daemon.pid, profile):
+            before = sample_tree(daemon.pid)
+            started = time.monotonic()
+            uploaded = upload_burst(stack, files)
+            complete = notes.wait_for(len(files), burst_timeout(files))
+            after = sample_tree(daemon.pid)
+        if not complete:
+            raise RuntimeError(
+                f"only {len(notes.arrived)} of {len(files)} notifications arrived:\n"
+                + daemon.log_tail()
+            )
+    flow = flow_of(started, uploaded, notes, len(files))
+    flow.cpu = cpu_per_file(after.minus(before), len(files))
+    return flow
+
+
+def warm_up(
+    stack: LocalStack, files: Sequence[CorpusFile], workers: int, notes: Notifications
+) -> None:
+    """A photo and a PDF per worker first, so workers are started and their imports done."""
+    kinds = {item.content_type: item for item in files}.values()
+    warm = [
+        CorpusFile(f"warm-up/{n}-{item.key}", item.body, item.content_type)
+        for n in range(workers)
+        for item in kinds
+    ]
+    upload_burst(stack, warm)
+    if not notes.wait_for(len(warm), burst_timeout(warm)):
+        raise RuntimeError("the warm-up files were never notified")
+    notes.reset()
+
+
+def cpu_per_file(split: CpuSplit, files: int) -> dict[str, float]:
+    return {
+        "total_s": round(split.total_s, 3),
+        "main_s": round(split.main_s, 3),
+        "workers_s": round(split.workers_s, 3),
+        "per_file_ms": round(1000 * split.total_s / files, 2),
+        "main_per_file_ms": round(1000 * split.main_s / files, 2),
+        "workers_per_file_ms": round(1000 * split.workers_s / files, 2),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The baselines: the processors alone, and a Lambda-shaped loop.
+# ---------------------------------------------------------------------------------------------
+
+
+def cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def ceiling(files: Sequence[CorpusFile], output: Output, workdir: Path) -> dict[str, float]:
+    """process_file on every file, in this process: the processors' own CPU and nothing else."""
+    options = output.options()
+
+    def process(item: CorpusFile) -> None:
+        with tempfile.TemporaryDirectory(dir=workdir) as out_dir:
+            source = Path(out_dir) / "source"
+            source.write_bytes(item.body)
+            process_file(str(source), out_dir, options)
+
+    for item in {item.content_type: item for item in files}.values():
+        process(item)  # warm-up, as the daemon's workers get
+    started_cpu, started = cpu_seconds(), time.perf_counter()
+    for item in files:
+        process(item)
+    cpu = cpu_seconds() - started_cpu
+    wall = time.perf_counter() - started
+    return {
+        "cpu_s": round(cpu, 3),
+        "per_file_ms": round(1000 * cpu / len(files), 2),
+        "wall_s": round(wall, 3),
+        "files_per_s_one_core": round(len(files) / cpu, 3),
+    }
+
+
+def lambda_handler_loop(
+    stack: LocalStack, expected: int, output: Output, workdir: Path, deadline: float
+) -> None:
+    """Receive one message, handle it completely, delete it; until ``expected`` are done."""
+    s3, sqs, dynamodb, sns = (stack.client(s) for s in ("s3", "sqs", "dynamodb", "sns"))
+    options = output.options()
+    done = 0
+    while done < expected and time.monotonic() < deadline:
+        reply = sqs.receive_message(
+            QueueUrl=stack.queue_url, MaxNumberOfMessages=1, WaitTimeSeconds=1
+        )
+        for message in reply.get("Messages", []):
+            for record in json.loads(message["Body"]).get("Records", []):  # skips s3:TestEvent
+                handle_record(record, stack, (s3, dynamodb, sns), options, workdir)
+                done += 1
+            sqs.delete_message(QueueUrl=stack.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def handle_record(
+    record: dict[str, Any],
+    stack: LocalStack,
+    clients: tuple[Any, Any, Any],
+    options: ProcessingOptions,
+    workdir: Path,
+) -> None:
+    s3, dynamodb, sns = clients
+    bucket = record["s3"]["bucket"]["name"]
+    key = unquote_plus(record["s3"]["object"]["key"])
+    etag = record["s3"]["object"].get("eTag", "unknown")
+    with tempfile.TemporaryDirectory(dir=workdir) as out_dir:
+        source = Path(out_dir) / "source"
+        s3.download_file(bucket, key, str(source))
+        result = process_file(str(source), out_dir, options)
+        artifacts = []
+        for artifact in result.artifacts:
+            artifact_key = f"pipelined/{bucket}/{key}/{etag}/{artifact.name}"
+            s3.upload_file(
+                artifact.path,
+                stack.output_bucket,
+                artifact_key,
+                ExtraArgs={"ContentType": artifact.content_type},
+            )
+            artifacts.append({"bucket": stack.output_bucket, "key": artifact_key})
+    body = {
+        "status": "processed",
+        "kind": result.kind,
+        "source": {"bucket": bucket, "key": key, "etag": etag},
+        "artifacts": artifacts,
+        "metadata": result.metadata,
+    }
+    dynamodb.put_item(
+        TableName=stack.table,
+        Item={
+            "pk": {"S": f"s3://{bucket}/{key}"},
+            "status": {"S": "processed"},
+            "body": {"S": json.dumps(body)},
+        },
+    )
+    sns.publish(TopicArn=stack.topic_arn, Message=json.dumps(body))
+
+
+def sequential_burst(
+    endpoint: str, files: Sequence[CorpusFile], output: Output, workdir: Path
+) -> Flow:
+    stack = provision(endpoint, same_bucket=False)
+    deadline = time.monotonic() + burst_timeout(files)
+    with Notifications(stack) as notes:
+        started = time.monotonic()
+        uploaded: dict[str, float] = {}
+        uploader = threading.Thread(
+            target=lambda: uploaded.update(upload_burst(stack, files)), daemon=True
+        )
+        uploader.start()
+        lambda_handler_loop(stack, len(files), output, workdir, deadline)
+        uploader.join()
+        if not notes.wait_for(len(files), max(1.0, deadline - time.monotonic())):
+            raise RuntimeError(f"sequential loop: {len(notes.arrived)} of {len(files)} notified")
+    return flow_of(started, uploaded, notes, len(files))
+
+
+# ---------------------------------------------------------------------------------------------
+# Idle CPU and RSS over many small jobs.
+# ---------------------------------------------------------------------------------------------
+
+
+def idle_cpu(endpoint: str, seconds: float, log_dir: Path, keep: set[int]) -> dict[str, float]:
+    stack = provision(endpoint, same_bucket=False)
+    with running_daemon(stack, log_dir, keep, workers="2") as daemon:
+        time.sleep(2)  # past start-up's own work
+        before, started = sample_tree(daemon.pid), time.monotonic()
+        time.sleep(seconds)
+        split, wall = sample_tree(daemon.pid).minus(before), time.monotonic() - started
+    return {
+        "seconds": round(wall, 1),
+        "cpu_s": round(split.total_s, 3),
+        "main_cpu_s": round(split.main_s, 3),
+        "workers_cpu_s": round(split.workers_s, 3),
+        "percent_of_a_core": round(100 * split.total_s / wall, 3),
+    }
+
+
+def rss_over_small_jobs(endpoint: str, count: int, log_dir: Path, keep: set[int]) -> dict[str, Any]:
+    stack = provision(endpoint, same_bucket=False)
+    files = small_jobs_corpus(count)
+    series: list[TreeSample] = []
+    with (
+        running_daemon(stack, log_dir, keep, workers="2") as daemon,
+        Notifications(stack) as notes,
+    ):
+        series.append(sample_tree(daemon.pid))
+        stop = threading.Event()
+        uploader = threading.Thread(
+            target=upload_with_backlog, args=(stack, files, notes, stop), daemon=True
+        )
+        uploader.start()
+        deadline = time.monotonic() + 300 + count * 0.5
+        next_report = count // 10
+        while len(notes.arrived) < count and time.monotonic() < deadline:
+            time.sleep(1)
+            series.append(sample_tree(daemon.pid))
+            if len(notes.arrived) >= next_report:
+                step(f"  {len(notes.arrived)} jobs, main RSS {series[-1].main_rss >> 20} MiB")
+                next_report += count // 10
+        series.append(sample_tree(daemon.pid))
+        stop.set()
+        uploader.join(timeout=60)
+    mib = 1024 * 1024
+
+    def summary(values: list[int]) -> dict[str, float]:
+        return {
+            "start_mib": round(values[0] / mib, 1),
+            "peak_mib": round(max(values) / mib, 1),
+            "end_mib": round(values[-1] / mib, 1),
+        }
+
+    return {
+        "jobs": count,
+        "notified": len(notes.arrived),
+        "main": summary([s.main_rss for s in series]),
+        "workers": summary([s.workers_rss for s in series]),
+        "samples_every_s": 1,
+    }
+
+
+def upload_with_backlog(
+    stack: LocalStack, files: Sequence[CorpusFile], notes: Notifications, stop: threading.Event
+) -> None:
+    """Upload in batches, keeping at most BACKLOG jobs ahead of the notifications: moto's
+    receive scans its whole queue, so ten thousand queued messages would measure moto."""
+    for start in range(0, len(files), BACKLOG // 2):
+        while start - len(notes.arrived) > BACKLOG // 2 and not stop.is_set():
+            time.sleep(0.05)
+        if stop.is_set():
+            return
+        upload_burst(stack, files[start : start + BACKLOG // 2])
+
+
+# ---------------------------------------------------------------------------------------------
+# Targets, printing, the run.
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    limit: str
+    measured: float | None
+    met: bool | None
+
+
+def targets(results: dict[str, Any], fmt: str) -> list[Target]:
+    flows = results["daemon"]
+    main_flow = flows.get(f"{fmt}_w{results['config']['workers']}")
+    sequential = results["sequential"]["files_per_s"]
+    ceiling_ms = results["ceiling"][fmt]["per_file_ms"]
+    rows: list[Target] = []
+
+    def add(name: str, limit: str, value: float | None, ok: Callable[[float], bool]) -> None:
+        rows.append(Target(name, limit, value, None if value is None else ok(value)))
+
+    overhead = main_flow["cpu"]["per_file_ms"] / ceiling_ms if main_flow else None
+    add("overhead: daemon-tree CPU/file over processors alone", "<= 1.05x",
+        overhead, lambda v: v <= 1.05)  # fmt: skip
+    workers_ms = main_flow["cpu"]["workers_per_file_ms"] if main_flow else None
+    add("  of which the workers' CPU/file over processors alone (no target)", "-",
+        None if workers_ms is None else workers_ms / ceiling_ms, lambda v: True)  # fmt: skip
+    main_ms = main_flow["cpu"]["main_per_file_ms"] if main_flow else None
+    add("main-process CPU per message (ms)", "<= 5 ms", main_ms, lambda v: v <= 5)
+    speedup = main_flow["files_per_s"] / sequential if main_flow else None
+    add(f"throughput over sequential loop, same format ({fmt})", ">= 4x",
+        speedup, lambda v: v >= 4)  # fmt: skip
+    default_flow = flows.get(f"{DEFAULT_FORMAT}_w{results['config']['workers']}")
+    default_speedup = default_flow["files_per_s"] / sequential if default_flow else None
+    add(f"throughput over sequential loop ({fmt}), default format ({DEFAULT_FORMAT})",
+        ">= 3x", default_speedup, lambda v: v >= 3)  # fmt: skip
+    idle = results.get("idle", {}).get("percent_of_a_core")
+    add("idle CPU while long-polling (% of a core)", "< 1%", idle, lambda v: v < 1)
+    scaling = results.get("scaling_1_to_2")
+    add("scaling 1 -> 2 workers", ">= 1.8x", scaling, lambda v: v >= 1.8)
+    return rows
+
+
+def print_report(results: dict[str, Any]) -> None:
+    print()
+    print(f"{'run':<22}{'files/s':>9}{'p50 s':>8}{'p99 s':>8}{'CPU/file ms':>13}"
+          f"{'main ms':>9}{'workers ms':>12}{'artifacts':>10}")  # fmt: skip
+    rows = [("sequential loop", results["sequential"])]
+    rows += [(f"daemon {name}", flow) for name, flow in results["daemon"].items()]
+    for label, flow in rows:
+        cpu = flow.get("cpu") or {}
+        print(
+            f"{label:<22}{flow['files_per_s']:>9.2f}{flow['p50_latency_s']:>8.2f}"
+            f"{flow['p99_latency_s']:>8.2f}{cpu.get('per_file_ms', float('nan')):>13.1f}"
+            f"{cpu.get('main_per_file_ms', float('nan')):>9.2f}"
+            f"{cpu.get('workers_per_file_ms', float('nan')):>12.1f}"
+            f"{flow['artifacts_per_file']:>10.2f}"
+        )
+    for fmt, figures in results["ceiling"].items():
+        print(f"processors alone ({fmt}): {figures['per_file_ms']:.1f} ms CPU per file")
+    if "idle" in results:
+        idle = results["idle"]
+        print(f"idle: {idle['cpu_s']:.3f} s CPU in {idle['seconds']:.0f} s of long polling")
+    if "rss" in results:
+        rss = results["rss"]
+        print(f"RSS over {rss['jobs']} small jobs: main {rss['main']}, workers {rss['workers']}")
+    print()
+    print(f"{'target':<70}{'limit':>10}{'measured':>10}  met")
+    for row in results["targets"]:
+        value = "n/a" if row["measured"] is None else f"{row['measured']:.2f}"
+        met = {True: "yes", False: "NO", None: "-"}[row["met"]] if row["limit"] != "-" else ""
+        print(f"{row['name']:<70}{row['limit']:>10}{value:>10}  {met}")
+
+
+def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--photos", type=int, default=96)
+    parser.add_argument("--pdfs", type=int, default=24)
+    parser.add_argument("--megapixels", type=float, default=12)
+    parser.add_argument("--pages", type=int, default=20)
+    parser.add_argument(
+        "--format",
+        choices=("jpeg", "webp", "avif"),
+        default="jpeg",
+        help="thumbnail format of the sequential loop and the main daemon run",
+    )
+    parser.add_argument("--sizes", default="256,1024", help="THUMBNAIL_SIZES of every run")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--out", type=Path, default=Path("e2e-results.json"))
+    parser.add_argument("--skip-idle", action="store_true")
+    parser.add_argument("--skip-rss", action="store_true")
+    parser.add_argument("--skip-scaling", action="store_true")
+    parser.add_argument("--idle-seconds", type=float, default=60)
+    parser.add_argument("--small-jobs", type=int, default=10_000)
+    parser.add_argument("--profile", type=Path, help="py-spy raw profile of the main daemon run")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="8 photos of 2 MP, 2 PDFs of 5 pages, 10 s idle, 300 small jobs",
+    )
+    quick = {"photos": 8, "pdfs": 2, "megapixels": 2, "pages": 5, "idle_seconds": 10,
+             "small_jobs": 300}  # fmt: skip
+    if "--quick" in (sys.argv[1:] if argv is None else argv):
+        parser.set_defaults(**quick)  # what the command line says still wins
+    return parser.parse_args(argv)
+
+
+def run(arguments: argparse.Namespace) -> dict[str, Any]:
+    fmt, workers = arguments.format, arguments.workers
+    sizes = tuple(int(size) for size in arguments.sizes.split(","))
+    results: dict[str, Any] = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_average_at_start": os.getloadavg(),
+            "python": platform.python_version(),
+            "pillow": PIL.__version__,
+        },
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(arguments).items()},
+        "subreaper": become_subreaper(),
+        "daemon": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="pipelined-e2e-") as root:
+        workdir = Path(root)
+        log_dir = workdir / "logs"
+        log_dir.mkdir()
+        print(f"generating {arguments.photos} photos of {arguments.megapixels} MP and "
+              f"{arguments.pdfs} PDFs of {arguments.pages} pages", flush=True)  # fmt: skip
+        files = photo_corpus(
+            arguments.photos, arguments.pdfs, arguments.megapixels, arguments.pages
+        )
+        formats = list(dict.fromkeys([fmt, DEFAULT_FORMAT]))
+        results["ceiling"] = {}
+        for each in formats:
+            step(f"processors alone, {each}")
+            results["ceiling"][each] = ceiling(files, Output(each, sizes), workdir)
+        with emulator_process() as (endpoint, emulator_pid):
+            keep = {emulator_pid}
+            step(f"sequential loop, {fmt}")
+            results["sequential"] = asdict(
+                sequential_burst(endpoint, files, Output(fmt, sizes), workdir)
+            )
+            runs = [(fmt, workers, arguments.profile)]
+            if fmt != DEFAULT_FORMAT:
+                runs.append((DEFAULT_FORMAT, workers, None))
+            if not arguments.skip_scaling:
+                runs += [(fmt, n, None) for n in (1, 2) if n != workers]
+            for each, count, profile in runs:
+                step(f"daemon, {each}, {count} worker(s)")
+                flow = daemon_burst(
+                    endpoint,
+                    files,
+                    Output(each, sizes),
+                    count,
+                    log_dir=log_dir,
+                    keep=keep,
+                    profile=profile,
+                )
+                results["daemon"][f"{each}_w{count}"] = asdict(flow)
+            by_workers = results["daemon"]
+            if f"{fmt}_w1" in by_workers and f"{fmt}_w2" in by_workers:
+                results["scaling_1_to_2"] = round(
+                    by_workers[f"{fmt}_w2"]["files_per_s"] / by_workers[f"{fmt}_w1"]["files_per_s"],
+                    3,
+                )
+            if not arguments.skip_idle:
+                step(f"idle daemon, {arguments.idle_seconds:.0f} s")
+                results["idle"] = idle_cpu(endpoint, arguments.idle_seconds, log_dir, keep)
+            if not arguments.skip_rss:
+                step(f"RSS over {arguments.small_jobs} small jobs")
+                results["rss"] = rss_over_small_jobs(endpoint, arguments.small_jobs, log_dir, keep)
+    results["machine"]["load_average_at_end"] = os.getloadavg()
+    results["targets"] = [asdict(row) for row in targets(results, fmt)]
+    return results
+
+
+def step(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def main() -> None:
+    arguments = parse_arguments()
+    # SIGTERM as Ctrl-C, so every context manager above stops what it started.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    results = run(arguments)
+    print_report(results)
+    arguments.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwritten to {arguments.out}")
+
+
+if __name__ == "__main__":
+    main()
