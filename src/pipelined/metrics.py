@@ -227,6 +227,9 @@ def set_build_info(backend: str) -> None:
         version = metadata.version("pipelined")
     except metadata.PackageNotFoundError:
         version = "unknown"
+    # One series: a process runs one build on one backend (a test process may start daemons
+    # on both, one after the other).
+    BUILD_INFO.clear()
     BUILD_INFO.labels(version, platform.python_version(), backend).set(1)
 
 

@@ -100,11 +100,11 @@ FULL_STATE = ObjectState(
             finished_at="2026-11-28T00:00:01Z",
             duration_ms=1000,
             error="corrupt JPEG: truncated",
+            forced=True,
         ),
         recorded_by="owner-1",
         notifier="owner-1",
         notify_lease_expires_at=1.5,
-        forced=True,
     ),
     processing=Processing(Version("etag-2", "00AB"), "owner-2", lease_expires_at=2.5),
 )

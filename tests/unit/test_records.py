@@ -28,7 +28,7 @@ def test_repeats_of_an_outcome_share_an_id_and_a_forced_reprocess_gets_its_own()
 
 def test_a_forced_record_read_back_from_the_ledger_keeps_its_id() -> None:
     forced = replace(RECORD, forced=True)
-    recorded = Recorded(Version("v1", None), forced, "owner", forced=True)
+    recorded = Recorded(Version("v1", None), forced, "owner")
     document = to_document(ObjectState(recorded=recorded, processing=None), "in", "photos/a.jpg")
     read_back = record_from_document(document)
     assert read_back.forced

@@ -115,7 +115,6 @@ def _recorded_from(document: Document) -> Recorded:
         notified=bool(document.get("notified", False)),
         notifier=document.get("notifier"),
         notify_lease_expires_at=float(document.get("notify_lease_expires_at", 0)),
-        forced=document.get("forced") is True,
     )
 
 

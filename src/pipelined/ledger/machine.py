@@ -74,7 +74,11 @@ class Recorded:
     notified: bool = False
     notifier: str | None = None  # holds the notification lease until it is marked sent
     notify_lease_expires_at: float = 0.0
-    forced: bool = False  # this outcome replaced a record of the same version, by force
+
+    @property
+    def forced(self) -> bool:
+        """This outcome replaced a record of the same version, by force (the record says)."""
+        return self.record.forced
 
 
 @dataclass(frozen=True)
@@ -282,11 +286,11 @@ def complete(
         return Refused(Refusal.LOST)
     outcome = Recorded(
         version=current.version,
-        record=record,
+        # The claim knows whether a replay forced it; the record, and so the notification, say so.
+        record=replace(record, forced=current.forced),
         recorded_by=owner,
         notifier=owner,
         notify_lease_expires_at=now + lease_s,
-        forced=current.forced,
     )
     return ObjectState(recorded=outcome, processing=None)
 
