@@ -108,7 +108,7 @@ def emulator(port: int | None = None) -> Iterator[str]:
 
     # The emulator's request log would drown the daemon's own lines.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    _make_dynamodb_writes_atomic()
+    make_dynamodb_writes_atomic()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port or free_port(), verbose=False)
     server.start()
     host, bound = server.get_host_and_port()
@@ -121,7 +121,7 @@ def emulator(port: int | None = None) -> Iterator[str]:
 _DYNAMODB_WRITE_LOCK = threading.Lock()
 
 
-def _make_dynamodb_writes_atomic() -> None:
+def make_dynamodb_writes_atomic() -> None:
     """DynamoDB applies each conditional write atomically; moto serves requests on threads and
     does not, so two concurrent claims could both pass their condition. A lock around the
     emulator's write operations restores the guarantee the ledger relies on.

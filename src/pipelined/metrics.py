@@ -12,10 +12,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from importlib import metadata
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+import pipelined
 
 JOB_SECONDS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
 """Processing, stage and end-to-end times: from a small thumbnail to the longest job allowed."""
@@ -223,14 +224,10 @@ def epoch_of(iso_time: str | None) -> float | None:
 
 
 def set_build_info(backend: str) -> None:
-    try:
-        version = metadata.version("pipelined")
-    except metadata.PackageNotFoundError:
-        version = "unknown"
     # One series: a process runs one build on one backend (a test process may start daemons
     # on both, one after the other).
     BUILD_INFO.clear()
-    BUILD_INFO.labels(version, platform.python_version(), backend).set(1)
+    BUILD_INFO.labels(pipelined.version(), platform.python_version(), backend).set(1)
 
 
 HEALTH_STALL_S = 30.0
