@@ -20,9 +20,11 @@ file's latency is its notification's arrival minus the end of its upload.
 Then, separately: the daemon's idle CPU while it long-polls an empty queue, and its RSS (main
 process and workers) over many small jobs.
 
-The emulator (moto server, bench/stack.py) runs in a process of its own; its CPU is not
-counted. Prints a table with the issue's targets beside the measured values and writes
-everything as JSON (--out).
+The emulator (moto, bench/stack.py) runs in a process of its own; its CPU is never counted
+as the daemon's, but is reported beside it with this process's own (uploads, notifications,
+the sequential loop), so a run shows how busy the cores were and what files/s they allow.
+Prints a table with the issue's targets beside the measured values and writes everything as
+JSON (--out).
 
 Usage: python bench/e2e.py [--photos 96] [--pdfs 24] [--megapixels 12] [--pages 20]
                            [--format jpeg] [--workers 2] [--out e2e.json] [--quick]
@@ -54,7 +56,15 @@ from urllib.parse import unquote_plus
 
 import PIL
 from corpus import CorpusFile, photo_corpus, small_jobs_corpus
-from proctree import CpuSplit, TreeSample, become_subreaper, kill_tree, reap_adopted, sample_tree
+from proctree import (
+    CpuSplit,
+    TreeSample,
+    become_subreaper,
+    kill_tree,
+    read_stat,
+    reap_adopted,
+    sample_tree,
+)
 
 from pipelined.local import LocalStack, provision
 from pipelined.processing import ProcessingOptions, process_file
@@ -216,6 +226,47 @@ class Flow:
     failed: int
     artifacts_per_file: float
     cpu: dict[str, float] = field(default_factory=dict)
+    machine: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MachineSample:
+    """CPU seconds so far of the emulator and of this process (uploads, notifications, the
+    sequential loop), to set beside the daemon's: together, what the cores were busy with."""
+
+    at: float
+    emulator_s: float
+    bench_s: float
+
+    @classmethod
+    def now(cls, emulator_pid: int, *, with_children: bool = False) -> MachineSample:
+        stat = read_stat(emulator_pid)
+        times = os.times()
+        bench = times.user + times.system
+        if with_children:  # the sequential loop's PDF preview children
+            bench += times.children_user + times.children_system
+        return cls(time.monotonic(), stat.own_s if stat else float("nan"), bench)
+
+
+def machine_per_file(
+    before: MachineSample, after: MachineSample, files: int, daemon_s: float = 0.0
+) -> dict[str, float]:
+    """Per file: the emulator's and the bench's CPU, everything's, and how busy the cores were.
+
+    When ``busy`` is near 1, the cores were full: files/s is then what the machine allows
+    (cores over everything's CPU per file), whatever the daemon does with its share.
+    """
+    emulator_s = after.emulator_s - before.emulator_s
+    bench_s = after.bench_s - before.bench_s
+    everything_s = emulator_s + bench_s + daemon_s
+    cores = os.cpu_count() or 1
+    return {
+        "emulator_per_file_ms": round(1000 * emulator_s / files, 2),
+        "bench_per_file_ms": round(1000 * bench_s / files, 2),
+        "everything_per_file_ms": round(1000 * everything_s / files, 2),
+        "busy": round(everything_s / (cores * (after.at - before.at)), 3),
+        "machine_bound_files_per_s": round(cores * files / everything_s, 3),
+    }
 
 
 def flow_of(started: float, uploaded: dict[str, float], notes: Notifications, files: int) -> Flow:
@@ -312,6 +363,7 @@ def daemon_burst(
     output: Output,
     workers: int,
     *,
+    emulator_pid: int,
     log_dir: Path,
     keep: set[int],
     profile: Path | None = None,
@@ -325,17 +377,21 @@ def daemon_burst(
         warm_up(stack, files, workers, notes)
         with py_spy(daemon.pid, profile):
             before = sample_tree(daemon.pid)
+            machine_before = MachineSample.now(emulator_pid)
             started = time.monotonic()
             uploaded = upload_burst(stack, files)
             complete = notes.wait_for(len(files), burst_timeout(files))
             after = sample_tree(daemon.pid)
+            machine_after = MachineSample.now(emulator_pid)
         if not complete:
             raise RuntimeError(
                 f"only {len(notes.arrived)} of {len(files)} notifications arrived:\n"
                 + daemon.log_tail()
             )
     flow = flow_of(started, uploaded, notes, len(files))
-    flow.cpu = cpu_per_file(after.minus(before), len(files))
+    split = after.minus(before)
+    flow.cpu = cpu_per_file(split, len(files))
+    flow.machine = machine_per_file(machine_before, machine_after, len(files), split.total_s)
     return flow
 
 
@@ -463,11 +519,12 @@ def handle_record(
 
 
 def sequential_burst(
-    endpoint: str, files: Sequence[CorpusFile], output: Output, workdir: Path
+    endpoint: str, files: Sequence[CorpusFile], output: Output, workdir: Path, emulator_pid: int
 ) -> Flow:
     stack = provision(endpoint, same_bucket=False)
     deadline = time.monotonic() + burst_timeout(files)
     with Notifications(stack) as notes:
+        machine_before = MachineSample.now(emulator_pid, with_children=True)
         started = time.monotonic()
         uploaded: dict[str, float] = {}
         uploader = threading.Thread(
@@ -478,7 +535,10 @@ def sequential_burst(
         uploader.join()
         if not notes.wait_for(len(files), max(1.0, deadline - time.monotonic())):
             raise RuntimeError(f"sequential loop: {len(notes.arrived)} of {len(files)} notified")
-    return flow_of(started, uploaded, notes, len(files))
+        machine_after = MachineSample.now(emulator_pid, with_children=True)
+    flow = flow_of(started, uploaded, notes, len(files))
+    flow.machine = machine_per_file(machine_before, machine_after, len(files))
+    return flow
 
 
 # ---------------------------------------------------------------------------------------------
@@ -620,6 +680,7 @@ def print_report(results: dict[str, Any]) -> None:
         )
     for fmt, figures in results["ceiling"].items():
         print(f"processors alone ({fmt}): {figures['per_file_ms']:.1f} ms CPU per file")
+    print_machine(rows)
     if "idle" in results:
         idle = results["idle"]
         print(f"idle: {idle['cpu_s']:.3f} s CPU in {idle['seconds']:.0f} s of long polling")
@@ -632,6 +693,23 @@ def print_report(results: dict[str, Any]) -> None:
         value = "n/a" if row["measured"] is None else f"{row['measured']:.2f}"
         met = {True: "yes", False: "NO", None: "-"}[row["met"]] if row["limit"] != "-" else ""
         print(f"{row['name']:<70}{row['limit']:>10}{value:>10}  {met}")
+
+
+def print_machine(rows: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    """Where all the cores' CPU went per file: when they were busy, files/s is the machine's."""
+    print()
+    print(f"{'CPU per file, ms':<22}{'daemon':>9}{'emulator':>10}{'bench':>8}{'all':>8}"
+          f"{'cores busy':>12}{'bound files/s':>15}")  # fmt: skip
+    for label, flow in rows:
+        machine = flow.get("machine") or {}
+        if not machine:
+            continue
+        daemon_ms = (flow.get("cpu") or {}).get("per_file_ms", float("nan"))
+        print(
+            f"{label:<22}{daemon_ms:>9.1f}{machine['emulator_per_file_ms']:>10.1f}"
+            f"{machine['bench_per_file_ms']:>8.1f}{machine['everything_per_file_ms']:>8.1f}"
+            f"{machine['busy']:>12.0%}{machine['machine_bound_files_per_s']:>15.2f}"
+        )
 
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -699,7 +777,7 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
             keep = {emulator_pid}
             step(f"sequential loop, {fmt}")
             results["sequential"] = asdict(
-                sequential_burst(endpoint, files, Output(fmt, sizes), workdir)
+                sequential_burst(endpoint, files, Output(fmt, sizes), workdir, emulator_pid)
             )
             runs = [(fmt, workers, arguments.profile)]
             if fmt != DEFAULT_FORMAT:
@@ -713,6 +791,7 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
                     files,
                     Output(each, sizes),
                     count,
+                    emulator_pid=emulator_pid,
                     log_dir=log_dir,
                     keep=keep,
                     profile=profile,

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from pathlib import Path
 
 import pytest
 
+from pipelined.aws import s3 as s3_module
 from pipelined.aws.clients import open_clients
 from pipelined.aws.s3 import S3Store
 from pipelined.events import ObjectEvent
@@ -45,3 +47,19 @@ class TestS3Store(ObjectStoreContract):
                 lambda key: s3.delete_object(Bucket=bucket, Key=key),
                 read,
             )
+
+    @pytest.mark.parametrize("limit", [0, 1 << 20], ids=["streamed", "in-memory"])
+    async def test_an_upload_streams_or_reads_whole_the_same_bytes(
+        self,
+        backend: StoreBackend,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        limit: int,
+    ) -> None:
+        monkeypatch.setattr(s3_module, "UPLOAD_IN_MEMORY_MAX_BYTES", limit)
+        artifact = tmp_path / "rendition.jpg"
+        artifact.write_bytes(bytes(range(256)) * 4096)  # 1 MiB
+        key = "pipelined/bucket/photo.jpg/1/rendition.jpg"
+        size = await backend.store.upload(backend.bucket, key, artifact, "image/jpeg")
+        assert size == artifact.stat().st_size
+        assert backend.read(key) == (artifact.read_bytes(), "image/jpeg")

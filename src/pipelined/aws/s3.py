@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pipelined.aws.errors import translated
 from pipelined.errors import LimitExceededError, SourceOverwrittenError
@@ -16,6 +16,12 @@ if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
 CHUNK_BYTES = 1024 * 1024
+
+UPLOAD_IN_MEMORY_MAX_BYTES = 8 * 1024 * 1024
+"""Artifacts up to this size are read whole and sent as bytes. A file object costs botocore a
+read and a seek for its checksum and aiohttp a thread-pool hop per chunk it sends, several
+times what a thumbnail's bytes cost to hold; larger artifacts (a long PDF's text, a big
+rendition) are still streamed from their file."""
 
 
 class S3Store:
@@ -60,11 +66,13 @@ class S3Store:
         )
 
     async def upload(self, bucket: str, key: str, source: Path, content_type: str) -> int:
-        with translated("s3.PutObject"), source.open("rb") as body:
+        with translated("s3.PutObject"), source.open("rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            body: bytes | BinaryIO = file.read() if size <= UPLOAD_IN_MEMORY_MAX_BYTES else file
             await self._client.put_object(
                 Bucket=bucket, Key=key, Body=body, ContentType=content_type
             )
-            return os.fstat(body.fileno()).st_size
+        return size
 
     async def presign(self, bucket: str, key: str, ttl_s: int) -> str:
         url: str = await self._client.generate_presigned_url(
