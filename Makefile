@@ -62,6 +62,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/images.py
 	$(BIN)/python bench/pdf_text_engines.py
 	$(BIN)/python bench/soak_memory.py
+	$(BIN)/python bench/isolation.py
 
 # The daemon end to end on the embedded stack, against a Lambda-shaped loop and the processors
 # alone, with the targets beside the figures (docs/performance.md); writes e2e-results.json.

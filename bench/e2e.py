@@ -68,6 +68,7 @@ from proctree import (
 
 from pipelined.local import LocalStack, provision
 from pipelined.processing import ProcessingOptions, process_file
+from pipelined.processing.standing import close_standing_child
 from pipelined.tools import unwrap_notification
 
 REPO = Path(__file__).resolve().parents[1]
@@ -447,6 +448,7 @@ def ceiling(files: Sequence[CorpusFile], output: Output, workdir: Path) -> dict[
     started_cpu, started = cpu_seconds(), time.perf_counter()
     for item in files:
         process(item)
+    close_standing_child()  # reaped, so its preview CPU counts among this process's children
     cpu = cpu_seconds() - started_cpu
     wall = time.perf_counter() - started
     return {
@@ -532,6 +534,7 @@ def sequential_burst(
         )
         uploader.start()
         lambda_handler_loop(stack, len(files), output, workdir, deadline)
+        close_standing_child()
         uploader.join()
         if not notes.wait_for(len(files), max(1.0, deadline - time.monotonic())):
             raise RuntimeError(f"sequential loop: {len(notes.arrived)} of {len(files)} notified")

@@ -12,7 +12,9 @@ from pathlib import Path
 
 from pipelined.errors import PermanentError
 from pipelined.processing import ProcessingOptions, process_file
+from pipelined.processing import standing as standing_module
 from pipelined.processing.isolation import StepFailedError, call_isolated
+from pipelined.processing.standing import call_standing
 
 
 def pid() -> int:
@@ -101,3 +103,20 @@ def isolated(behaviour: str, timeout_s: float, pid_file: str | None = None) -> t
     except ChildProcessError:
         children_left = False
     return outcome, children_left
+
+
+# -- call_standing: the same, in the worker's standing child ---------------------------------
+
+
+def standing(behaviour: str, timeout_s: float, pid_file: str | None = None) -> str:
+    """call_standing(behaviour) in this worker: "ok: value" or "failed: reason"."""
+    try:
+        return f"ok: {call_standing(_behave, behaviour, pid_file, timeout_s=timeout_s)}"
+    except StepFailedError as error:
+        return f"failed: {error}"
+
+
+def standing_pids(count: int, max_steps: int) -> list[int]:
+    """The standing child's pid at each of ``count`` steps, replaced every ``max_steps``."""
+    standing_module.MAX_STEPS = max_steps
+    return [call_standing(os.getpid, timeout_s=5) for _ in range(count)]

@@ -6,6 +6,7 @@ tests/hostile/jobs.py, and the forked preview step (processing/isolation.py) ins
 
 import asyncio
 import os
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -135,3 +136,76 @@ def alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+# -- the standing child: the same endings, without a fork per step -----------------------------
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "expected"),
+    [
+        ("raise", "failed: bad page tree"),
+        ("segfault", "failed: crashed (SIGSEGV)"),
+        ("abort", "failed: crashed (SIGABRT)"),
+        ("exit", "failed: crashed (exit code 3)"),
+        ("hang", "failed: ran past its 0.5 s limit and was stopped"),
+    ],
+)
+async def test_a_standing_step_reports_every_ending_and_the_next_step_gets_a_child(
+    tmp_path: Path, behaviour: str, expected: str
+) -> None:
+    # One worker, so every step below goes to the same worker's standing child.
+    pool = WorkerPool(workers=1, timeout_s=10, memory_mb=MEMORY_MB, max_tasks=100)
+    first, failing, after = (tmp_path / name for name in ("first.pid", "fail.pid", "after.pid"))
+    try:
+        assert await pool.run(jobs.standing, "return", 5.0, str(first)) == "ok: 42"
+        assert await pool.run(jobs.standing, behaviour, 0.5, str(failing)) == expected
+        assert await pool.run(jobs.standing, "return", 5.0, str(after)) == "ok: 42"
+    finally:
+        pool.close()
+    pids = [int(path.read_text()) for path in (first, failing, after)]
+    if behaviour == "raise":  # an exception is an answer: the child stays
+        assert len(set(pids)) == 1, pids
+    else:
+        assert pids[0] == pids[1] != pids[2], pids
+        assert not alive(pids[1]), "the failed child was reaped"
+
+
+async def test_a_standing_child_serves_many_steps_then_is_replaced(pool: WorkerPool) -> None:
+    pids = await pool.run(jobs.standing_pids, 6, 3)
+    assert pids[0] == pids[1] == pids[2] != pids[3] == pids[4] == pids[5], pids
+    assert not alive(pids[0]), "the retired child was reaped"
+
+
+async def test_a_standing_child_killed_while_idle_costs_no_step(tmp_path: Path) -> None:
+    pool = WorkerPool(workers=1, timeout_s=10, memory_mb=MEMORY_MB, max_tasks=100)
+    first, second = tmp_path / "first.pid", tmp_path / "second.pid"
+    try:
+        assert await pool.run(jobs.standing, "return", 5.0, str(first)) == "ok: 42"
+        child = int(first.read_text())
+        os.kill(child, signal.SIGKILL)
+        await until_dead(child)  # killed a while ago, not at the moment the next step is sent
+        assert await pool.run(jobs.standing, "return", 5.0, str(second)) == "ok: 42"
+    finally:
+        pool.close()
+    assert first.read_text() != second.read_text()
+
+
+async def test_a_standing_child_dies_when_its_worker_is_killed(
+    pool: WorkerPool, tmp_path: Path
+) -> None:
+    """The job limit (1 s) kills the worker in the middle of a step (deadline 1.5 s): the
+    child must end too, instead of spinning on for a worker that is gone."""
+    pid_file = tmp_path / "child.pid"
+    with pytest.raises(LimitExceededError):
+        await pool.run(jobs.standing, "hang", 1.5, str(pid_file))
+    child = int(pid_file.read_text())
+    await until_dead(child)
+    assert not alive(child), "the orphaned standing child is still running"
+
+
+async def until_dead(pid: int, timeout_s: float = 10) -> None:
+    for _ in range(int(timeout_s / 0.05)):
+        if not alive(pid):
+            return
+        await asyncio.sleep(0.05)

@@ -1,6 +1,7 @@
 """PDF text, metadata, preview and the ways PDFs go wrong."""
 
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
 import pypdfium2  # type: ignore[import-untyped]  # ships no type information
@@ -15,6 +16,7 @@ from pipelined.errors import (
     UnsupportedContentError,
 )
 from pipelined.processing import ProcessingOptions, ProcessResult
+from pipelined.processing.standing import close_standing_child
 
 from .builders import artifact_image, pdf_text, pdf_with_pages, run
 
@@ -108,6 +110,16 @@ def test_preview_is_the_first_page_at_the_configured_size(tmp_path: Path) -> Non
     assert top_left_text.getextrema()[0] < 100  # type: ignore[operator]
 
 
+@pytest.fixture
+def own_standing_child() -> Iterator[None]:
+    """The previews' standing child is forked during the test, with its patches in place,
+    and is gone after it: no other test renders with them."""
+    close_standing_child()
+    yield
+    close_standing_child()
+
+
+@pytest.mark.usefixtures("own_standing_child")
 def test_preview_failure_keeps_the_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def failing_document(path: str) -> None:
         raise pypdfium2.PdfiumError("Failed to load document (PDFium: Data format error).")

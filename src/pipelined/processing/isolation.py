@@ -63,19 +63,16 @@ def call_isolated(function: Callable[[], T], timeout_s: float) -> T:
     finally:
         os.close(read_end)
     if payload is None:
-        _kill_group(pid)
+        kill_group(pid)
         os.waitpid(pid, 0)
-        raise StepFailedError(f"ran past its {timeout_s:g} s limit and was stopped")
+        raise StepFailedError(overtime_reason(timeout_s))
     # Exited but not reaped yet, so the group's id is still the child's: whatever the step
     # started and left behind goes, and no one else is reached.
     os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
-    _kill_group(pid)
+    kill_group(pid)
     _, status = os.waitpid(pid, 0)
-    if os.WIFSIGNALED(status):
-        name = signal.Signals(os.WTERMSIG(status)).name
-        raise StepFailedError(f"crashed ({name})")
-    if not payload:
-        raise StepFailedError(f"crashed (exit code {os.waitstatus_to_exitcode(status)})")
+    if os.WIFSIGNALED(status) or not payload:
+        raise StepFailedError(crash_reason(status))
     succeeded, value = pickle.loads(payload)  # noqa: S301 - written by our own child
     if not succeeded:
         raise StepFailedError(str(value))
@@ -86,11 +83,8 @@ def call_isolated(function: Callable[[], T], timeout_s: float) -> T:
 def _run_child(function: Callable[[], T], write_end: int, timeout_s: float, parent: int) -> None:
     code = _CHILD_FAILED_EXIT
     try:
-        os.setpgid(0, 0)
-        _die_with(parent)
-        # Default SIGALRM action terminates: a backstop if the parent is gone.
-        signal.signal(signal.SIGALRM, signal.SIG_DFL)
-        signal.alarm(math.ceil(timeout_s) + 1)
+        become_step_child(parent)
+        signal.alarm(alarm_after(timeout_s))
         try:
             payload = pickle.dumps((True, function()))
         except Exception as exc:  # everything must reach the parent as a reason
@@ -101,6 +95,30 @@ def _run_child(function: Callable[[], T], write_end: int, timeout_s: float, pare
     finally:
         # Skip every atexit handler and buffer flush inherited from the worker.
         os._exit(code)
+
+
+def become_step_child(parent: int) -> None:
+    """In a just-forked child: lead a process group of its own and die with ``parent``."""
+    os.setpgid(0, 0)
+    _die_with(parent)
+    # Default SIGALRM action terminates: the backstop alarm_after arms, if the parent is gone.
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+
+
+def alarm_after(timeout_s: float) -> int:
+    """Whole seconds for a child's own alarm: past the parent's deadline, never before it."""
+    return math.ceil(timeout_s) + 1
+
+
+def overtime_reason(timeout_s: float) -> str:
+    return f"ran past its {timeout_s:g} s limit and was stopped"
+
+
+def crash_reason(status: int) -> str:
+    """A reaped child's wait status, for a child that never sent its answer."""
+    if os.WIFSIGNALED(status):
+        return f"crashed ({signal.Signals(os.WTERMSIG(status)).name})"
+    return f"crashed (exit code {os.waitstatus_to_exitcode(status)})"
 
 
 def _die_with(parent: int) -> None:
@@ -122,7 +140,7 @@ def _kill_own_group(signum: int, frame: FrameType | None) -> None:
     os.killpg(0, signal.SIGKILL)
 
 
-def _kill_group(pgid: int) -> None:
+def kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
 

@@ -2,8 +2,9 @@
 
 pypdf extracts the text (pure Python, with resource limits of its own against hostile
 files); pypdfium2 renders the previews, because pypdf cannot render. The previews are rendered
-in one forked child with its own deadline (isolation.call_isolated): a page that makes pdfium
-spin, abort or crash costs the previews, recorded as preview_error, never the text. A page
+in the worker's standing child, with a deadline of their own (standing.call_standing): a page
+that makes pdfium spin, abort or crash costs the previews, recorded as preview_error, never
+the text. A page
 from which pypdf extracts no text has no text layer (a scan): with a rule's pdf.ocr,
 Tesseract reads it in another child (ocr.py), and its text takes the page's place in text.txt.
 
@@ -45,11 +46,12 @@ from pipelined.errors import (
 )
 from pipelined.logs import get_logger
 from pipelined.processing.encoding import Encoding, encode_as, write_encoded
-from pipelined.processing.isolation import StepFailedError, call_isolated
+from pipelined.processing.isolation import StepFailedError
 from pipelined.processing.ocr import describe_pages, ocr_budget_s, ocr_pages, page_ranges
 from pipelined.processing.options import ProcessingOptions
 from pipelined.processing.results import Artifact, JSONScalar, ProcessResult
 from pipelined.processing.sanitize import clean_text, describe_error
+from pipelined.processing.standing import call_standing
 
 log = get_logger(__name__)
 
@@ -341,11 +343,16 @@ def preview_stem(size: int, page: int | None) -> str:
 def _render_previews(
     source_path: str, out_dir: str, options: ProcessingOptions, page_count: int
 ) -> tuple[tuple[Artifact, ...], str | None]:
-    """Render the first pages in one isolated child; the previews, and what went wrong."""
+    """Render the first pages in the worker's standing child; the previews, and what went
+    wrong."""
     try:
-        previews, problems = call_isolated(
-            lambda: _write_previews(source_path, out_dir, options, page_count),
-            options.pdf_preview_timeout_s,
+        previews, problems = call_standing(
+            _write_previews,
+            source_path,
+            out_dir,
+            options,
+            page_count,
+            timeout_s=options.pdf_preview_timeout_s,
         )
     except StepFailedError as exc:
         return (), f"preview failed: {exc}"
