@@ -19,6 +19,7 @@ from botocore.config import Config
 
 import pipelined
 from pipelined import metrics
+from pipelined.aws.endpoints import cache_endpoints_by_what_they_depend_on
 from pipelined.aws.errors import ANSWER_CODES, THROTTLING_CODES, error_code_of
 from pipelined.quotas import SQS_MAX_WAIT_TIME_S
 
@@ -71,6 +72,7 @@ async def open_clients(
     sns = await stack.enter_async_context(session.client("sns", config=config))
     for client in (sqs, s3, dynamodb, sns):
         listener.register(client.meta.events)
+        cache_endpoints_by_what_they_depend_on(client)
     return Clients(sqs=sqs, s3=s3, dynamodb=dynamodb, sns=sns)
 
 
