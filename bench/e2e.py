@@ -242,10 +242,8 @@ class MachineSample:
     @classmethod
     def now(cls, emulator_pid: int, *, with_children: bool = False) -> MachineSample:
         stat = read_stat(emulator_pid)
-        times = os.times()
-        bench = times.user + times.system
-        if with_children:  # the sequential loop's PDF preview children
-            bench += times.children_user + times.children_system
+        # With children: the sequential loop's PDF preview child, once reaped.
+        bench = cpu_seconds(with_children=with_children)
         return cls(time.monotonic(), stat.own_s if stat else float("nan"), bench)
 
 
@@ -428,9 +426,11 @@ def cpu_per_file(split: CpuSplit, files: int) -> dict[str, float]:
 # ---------------------------------------------------------------------------------------------
 
 
-def cpu_seconds() -> float:
+def cpu_seconds(*, with_children: bool = True) -> float:
+    """This process's CPU so far, and with_children that of the children it has reaped."""
     times = os.times()
-    return times.user + times.system + times.children_user + times.children_system
+    own = times.user + times.system
+    return own + times.children_user + times.children_system if with_children else own
 
 
 def ceiling(files: Sequence[CorpusFile], output: Output, workdir: Path) -> dict[str, float]:

@@ -122,10 +122,7 @@ async def test_an_isolated_step_dies_even_when_its_worker_is_killed(
     with pytest.raises(LimitExceededError):
         await pool.run(jobs.isolated, "hang", 1.5, str(pid_file))
     child = int(pid_file.read_text())
-    for _ in range(100):
-        if not alive(child):
-            break
-        await asyncio.sleep(0.1)
+    await until_dead(child)
     assert not alive(child), "the orphaned step is still running"
 
 

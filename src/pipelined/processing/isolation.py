@@ -26,13 +26,14 @@ import sys
 import time
 from collections.abc import Callable
 from types import FrameType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pipelined.processing.sanitize import describe_error
 
 T = TypeVar("T")
 
-_CHILD_FAILED_EXIT = 70
+CHILD_FAILED_EXIT = 70
+"""A step child's exit code when it could not send its answer at all."""
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
@@ -73,28 +74,38 @@ def call_isolated(function: Callable[[], T], timeout_s: float) -> T:
     _, status = os.waitpid(pid, 0)
     if os.WIFSIGNALED(status) or not payload:
         raise StepFailedError(crash_reason(status))
-    succeeded, value = pickle.loads(payload)  # noqa: S301 - written by our own child
-    if not succeeded:
-        raise StepFailedError(str(value))
-    result: T = value
+    result: T = step_result(payload)
     return result
 
 
 def _run_child(function: Callable[[], T], write_end: int, timeout_s: float, parent: int) -> None:
-    code = _CHILD_FAILED_EXIT
+    code = CHILD_FAILED_EXIT
     try:
         become_step_child(parent)
         signal.alarm(alarm_after(timeout_s))
-        try:
-            payload = pickle.dumps((True, function()))
-        except Exception as exc:  # everything must reach the parent as a reason
-            payload = pickle.dumps((False, describe_error(exc)))
+        payload = step_answer(function)
         with os.fdopen(write_end, "wb") as pipe:
             pipe.write(payload)
         code = 0
     finally:
         # Skip every atexit handler and buffer flush inherited from the worker.
         os._exit(code)
+
+
+def step_answer(function: Callable[[], object]) -> bytes:
+    """In the child: function()'s value, or the reason it raised, pickled for the parent."""
+    try:
+        return pickle.dumps((True, function()))
+    except Exception as exc:  # everything must reach the parent as a reason
+        return pickle.dumps((False, describe_error(exc)))
+
+
+def step_result(answer: bytes) -> Any:
+    """In the parent: the value a step_answer carries, or StepFailedError with its reason."""
+    succeeded, value = pickle.loads(answer)  # noqa: S301 - written by our own child
+    if not succeeded:
+        raise StepFailedError(str(value))
+    return value
 
 
 def become_step_child(parent: int) -> None:

@@ -1,9 +1,10 @@
 """Isolated steps in one standing child per worker, instead of a fork per step.
 
 isolation.call_isolated forks the worker for every step. A fork of a worker with its decoders
-loaded is not cheap: 7 to 15 ms of CPU and 14 to 22 ms of wall time on a 2-core VM, for every
-PDF's preview. Here the worker forks one child on its first step and hands it each later step
-through a pipe, so a step costs a pickle and a round trip. The isolation is the same: the child
+loaded is not cheap: about 18 ms of CPU and as much wall time on a 2-core VM, for every PDF's
+preview (bench/isolation.py, in a process of 228 MiB). Here the worker forks one child on its
+first step and hands it each later step through a pipe, so a step costs a pickle and a round
+trip. The isolation is the same: the child
 leads its own process group, dies with the worker, and has a deadline of its own. A step that
 crashes the child, or runs past its deadline (the child is then killed), fails with the same
 reasons call_isolated gives, and the next step gets a fresh child.
@@ -17,6 +18,7 @@ worker changes later (no step here does; a test that patches a module closes the
 """
 
 import contextlib
+import functools
 import os
 import pickle
 import select
@@ -28,14 +30,16 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pipelined.processing.isolation import (
+    CHILD_FAILED_EXIT,
     StepFailedError,
     alarm_after,
     become_step_child,
     crash_reason,
     kill_group,
     overtime_reason,
+    step_answer,
+    step_result,
 )
-from pipelined.processing.sanitize import describe_error
 
 T = TypeVar("T")
 
@@ -75,10 +79,7 @@ class StandingChild:
             raise StepFailedError(reason)
         if child.steps >= MAX_STEPS:
             self.close()
-        succeeded, value = pickle.loads(answer)  # noqa: S301 - written by our own child
-        if not succeeded:
-            raise StepFailedError(str(value))
-        result: T = value
+        result: T = step_result(answer)
         return result
 
     def close(self) -> None:
@@ -148,16 +149,13 @@ def _end(child: _Child, *, kill: bool) -> int:
 
 
 def _serve(requests: int, answers: int, parent: int) -> None:
-    code = 70
+    code = CHILD_FAILED_EXIT
     try:
         become_step_child(parent)
         while request := _receive(requests, None):
             function, args, timeout_s = pickle.loads(request)  # noqa: S301 - our own parent
             signal.alarm(alarm_after(timeout_s))
-            try:
-                answer = pickle.dumps((True, function(*args)))
-            except Exception as exc:  # everything must reach the parent as a reason
-                answer = pickle.dumps((False, describe_error(exc)))
+            answer = step_answer(functools.partial(function, *args))
             signal.alarm(0)
             _send(answers, answer)
         code = 0
