@@ -42,8 +42,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The test files spread over TEST_WORKERS processes, each with its own emulators; a file's tests
+# stay together in one of them, so its module fixtures are set up once.
+TEST_WORKERS ?= 2
+
 unit: $(STAMP) $(TOOLS)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 test: lint typecheck unit lint-deploy
 
