@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TOOLS := $(VENV)/.tools
+MINISTACK := $(VENV)/ministack
+MINISTACK_STAMP := $(MINISTACK)/.installed
 
 .PHONY: demo demo-gcp local local-gcp test lint typecheck unit bench bench-e2e bench-encoders chaos chaos-gcp clean lint-deploy venv
 
@@ -15,6 +17,14 @@ $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# MiniStack, the tests' second AWS emulator, in an environment of its own (its botocore pin and
+# aiobotocore's exclude each other); tests/ministack.py runs it.
+$(MINISTACK_STAMP): requirements-ministack.lock | $(STAMP)
+	$(PYTHON) -m venv $(MINISTACK)
+	$(MINISTACK)/bin/pip install --quiet --upgrade pip
+	$(MINISTACK)/bin/pip install --quiet -r requirements-ministack.lock
+	touch $(MINISTACK_STAMP)
 
 # Debian's tesseract (OCR, with English and German) and Prometheus (the metrics test), on first use.
 $(TOOLS): deploy/test-tools.sh | $(STAMP)
@@ -46,7 +56,7 @@ typecheck: $(STAMP)
 # stay together in one of them, so its module fixtures are set up once.
 TEST_WORKERS ?= 2
 
-unit: $(STAMP) $(TOOLS)
+unit: $(STAMP) $(TOOLS) $(MINISTACK_STAMP)
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 test: lint typecheck unit lint-deploy

@@ -8,6 +8,9 @@ from collections.abc import Iterator
 import pytest
 
 from pipelined.local import LocalStack, emulator, provision
+from tests.ministack import ministack
+
+AWS_EMULATORS = ("moto", "ministack")
 
 # Google's emulator variables: a test sets those of its own stack. (The session's emulators
 # start before this clean-up, so PIPELINED_*_EMULATOR_JAR still reaches them.)
@@ -27,9 +30,34 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="session")
-def emulator_url() -> Iterator[str]:
+def moto_url() -> Iterator[str]:
     with emulator() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def ministack_url() -> Iterator[str]:
+    with ministack() as url:
+        yield url
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test marked ``every_aws_emulator`` runs once on each AWS emulator; the rest on moto."""
+    if "aws_emulator" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        "every_aws_emulator"
+    ):
+        metafunc.parametrize("aws_emulator", AWS_EMULATORS, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def aws_emulator(request: pytest.FixtureRequest) -> str:
+    return str(getattr(request, "param", "moto"))
+
+
+@pytest.fixture(scope="session")
+def emulator_url(aws_emulator: str, request: pytest.FixtureRequest) -> str:
+    url: str = request.getfixturevalue(f"{aws_emulator}_url")
+    return url
 
 
 @pytest.fixture

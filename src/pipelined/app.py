@@ -100,6 +100,7 @@ async def run_daemon(
         )
         stack.callback(pool.close)
         await _unless_stopped(_warn_without_dead_letters(backend), stop, "queue_check")
+        _warn_if_drain_cuts_long_polls(settings)
         pipeline = Pipeline(
             backend.store,
             Ledger(backend.ledger_store, settings.claim_lease_s),
@@ -160,6 +161,18 @@ async def _unless_stopped(check: Coroutine[Any, Any, None], stop: asyncio.Event,
     await asyncio.gather(checking, stopping, return_exceptions=True)
     if abandoned:
         log.info("start_up_check_abandoned", check=name, reason="shutdown requested")
+
+
+def _warn_if_drain_cuts_long_polls(settings: Settings) -> None:
+    """A receive still in its long poll when the drain's time runs out is given up; SQS goes on
+    with it all the same, and what it hands over then stays hidden for a visibility timeout."""
+    if settings.drain_timeout_s < settings.wait_time_s:
+        log.warning(
+            "drain_shorter_than_long_poll",
+            drain_timeout_s=settings.drain_timeout_s,
+            wait_time_s=settings.wait_time_s,
+            hidden_for_s=settings.visibility_timeout_s,
+        )
 
 
 async def _warn_without_dead_letters(backend: Backend) -> None:

@@ -29,6 +29,10 @@ VISIBILITY_LIMIT_MARGIN_S = 60
 """Kept clear of the twelve hours a message can be held: a visibility change reaches SQS some
 time after it is computed (botocore may even retry it), and SQS refuses one that passes them."""
 
+ABANDONED_RECEIVE_MARGIN_S = 1.0
+"""Added to the long poll of a receive given up at shutdown: the queue counts its wait from the
+request's arrival, a little after the consumer sent it."""
+
 MIN_EXTENSION_DEADLINE_S = 0.5
 """The shortest time an extension call is given, even for a lease that has (nearly) run out:
 SQS still extends it if nobody else has received the message meanwhile."""
@@ -238,6 +242,8 @@ class Consumer:
         # that, and the drain must still wait for it.
         self._tasks: set[asyncio.Task[None]] = set()
         self._extensions: set[asyncio.Task[None]] = set()
+        # Per poller, when its receive in progress was sent (none: not receiving).
+        self._receive_sent_at: dict[int, float] = {}
         self._deleter = DeleteBatcher(queue, config.delete_flush_s)
         self.on_ready: Callable[[], None] | None = None
         self.on_draining: Callable[[], None] | None = None
@@ -271,7 +277,7 @@ class Consumer:
         keeper = asyncio.create_task(self._keep_leases(), name="lease-keeper")
         deleter = asyncio.create_task(self._deleter.run(), name="delete-batcher")
         pollers = [
-            asyncio.create_task(self._poll(), name=f"poller-{index}")
+            asyncio.create_task(self._poll(index), name=f"poller-{index}")
             for index in range(self._config.pollers)
         ]
         log.info("consumer_started", pollers=len(pollers), max_inflight=self._config.max_inflight)
@@ -280,23 +286,25 @@ class Consumer:
         finally:
             await self._drain(pollers, keeper, deleter)
 
-    async def _poll(self) -> None:
+    async def _poll(self, index: int) -> None:
         """Receive for free slots until the slots close.
 
-        A receive in progress is never cancelled: SQS may already have handed its messages
-        over, and they would stay invisible for a whole visibility timeout. It is let finish
-        (a long poll lasts at most ``wait_time_s``) and what it brings after the stop is
-        released at once.
+        A receive in progress is not cancelled at the stop: SQS may already have handed its
+        messages over, and they would stay invisible for a whole visibility timeout. It is let
+        finish (a long poll lasts at most ``wait_time_s``) and what it brings after the stop is
+        released at once. Only a drain whose time runs out first gives it up (``_drain``).
         """
         failures = 0
         while wanted := await self._slots.reserve_up_to(SQS_MAX_BATCH):
             # SQS counts a message's twelve hours from its receive, which is no earlier than now.
             asked_at = self._clock()
+            self._receive_sent_at[index] = asked_at
             try:
                 deliveries = await self._queue.receive(
                     wanted, self._config.wait_time_s, self._config.visibility_timeout_s
                 )
             except Exception as error:
+                del self._receive_sent_at[index]
                 self._slots.give_back(wanted)
                 if isinstance(error, ThrottledError):
                     # Any other failure says nothing of the load the cloud takes: no success.
@@ -306,6 +314,7 @@ class Consumer:
                 log.warning("receive_failed", error=str(error), consecutive=failures)
                 await self._pause(min(30.0, 0.5 * 2**failures) * self._rng.uniform(0.5, 1.0))
                 continue
+            del self._receive_sent_at[index]
             self._slots.give_back(wanted - len(deliveries))
             self._received(deliveries)
             if self._slots.closed:
@@ -583,17 +592,19 @@ class Consumer:
         _, pending = await asyncio.wait(
             [*self._tasks, *pollers], timeout=self._config.drain_timeout_s
         )
-        stuck = [poller for poller in pollers if poller in pending]
+        stuck = [index for index, poller in enumerate(pollers) if poller in pending]
+        release_after_s = self._until_abandoned_receives_end(stuck)
         if stuck:
-            log.warning("receive_abandoned", pollers=len(stuck))  # back after their timeout
-        for poller in stuck:
-            poller.cancel()
+            # What they take from now on stays hidden at the queue for a visibility timeout.
+            log.warning("receive_abandoned", pollers=len(stuck), release_after_s=release_after_s)
+        for index in stuck:
+            pollers[index].cancel()
         await asyncio.gather(*pollers, return_exceptions=True)
         unfinished = list(self._jobs.values())
         for job in unfinished:
             self._cancel(job, "shutdown")
         await self._wait_for_jobs()
-        await self._release_at_once(unfinished)
+        await self._release_at_once(unfinished, release_after_s)
         metrics.MESSAGES.labels("released").inc(len(unfinished))
         keeper.cancel()
         deleter.cancel()
@@ -606,9 +617,26 @@ class Consumer:
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _release_at_once(self, jobs: list[_Job]) -> None:
+    def _until_abandoned_receives_end(self, pollers: Sequence[int]) -> int:
+        """Whole seconds until the receives of ``pollers`` have surely ended at the queue.
+
+        The queue goes on with a long poll whose client has gone (SQS cannot tell), and hides
+        what that poll takes for the visibility timeout it asked for: a message released
+        before then could be taken by it and stay hidden for a whole timeout. Released with
+        this delay, it comes back just after those polls have ended.
+        """
+        now = self._clock()
+        ends = [
+            self._receive_sent_at[index] + self._config.wait_time_s + ABANDONED_RECEIVE_MARGIN_S
+            for index in pollers
+            if index in self._receive_sent_at
+        ]
+        return max(0, math.ceil(max(ends, default=now) - now))
+
+    async def _release_at_once(self, jobs: list[_Job], after_s: int) -> None:
+        """Give ``jobs``' messages back, visible again in ``after_s`` seconds."""
         extensions = {job.extension for job in jobs if job.extension is not None}
         if extensions:
             # Let them land first, or they would hide the released messages again.
             await asyncio.wait(extensions)
-        await self._release([(job.delivery, 0) for job in jobs])
+        await self._release([(job.delivery, after_s) for job in jobs])

@@ -18,7 +18,7 @@ from pipelined.disposition import Ack, Disposition, Retry
 from pipelined.local import REGION, LocalStack
 from tests.integration.helpers import eventually, queue_counts
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.every_aws_emulator]
 
 
 def send(stack: LocalStack, count: int) -> None:
@@ -126,14 +126,45 @@ async def test_shutdown_releases_unfinished_work_at_once(stack: LocalStack) -> N
         await asyncio.sleep(3600)
         return Ack()
 
+    # The drain outlasts the receive in progress: it ends within its long poll, not abandoned.
     config = ConsumerConfig(
-        max_inflight=2, pollers=1, wait_time_s=1, visibility_timeout_s=300, drain_timeout_s=0.5
+        max_inflight=2, pollers=1, wait_time_s=1, visibility_timeout_s=300, drain_timeout_s=2
     )
     send(stack, 1)
     async with consuming(stack, endless_handler, config):
         await asyncio.wait_for(started.wait(), 10)
     # Released with visibility 0: visible again now, not in 300 s.
     assert queue_counts(stack) == (1, 0)
+
+
+async def test_a_receive_abandoned_at_shutdown_cannot_hide_the_released_work(
+    stack: LocalStack,
+) -> None:
+    """SQS goes on with a long poll whose client has gone, and would hand it the messages the
+    drain released: they must come back when that poll has ended, not after 300 s."""
+    started = asyncio.Event()
+
+    async def endless_handler(delivery: Delivery) -> Disposition:
+        started.set()
+        await asyncio.sleep(3600)
+        return Ack()
+
+    wait_time_s = 3
+    config = ConsumerConfig(
+        max_inflight=2,
+        pollers=1,
+        wait_time_s=wait_time_s,
+        visibility_timeout_s=300,
+        drain_timeout_s=0.5,
+    )
+    send(stack, 1)
+    with capture_logs() as logs:
+        async with consuming(stack, endless_handler, config):
+            await asyncio.wait_for(started.wait(), 10)
+            await asyncio.sleep(0.2)  # the poller's next receive is under way
+    assert [e for e in logs if e["event"] == "receive_abandoned"]
+    await asyncio.sleep(wait_time_s + 2)  # the abandoned long poll has ended, on any clock
+    assert queue_counts(stack) == (1, 0), "visible again, not taken by the abandoned receive"
 
 
 async def test_throttling_lowers_concurrency_and_successes_raise_it_again(

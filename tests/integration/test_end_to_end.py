@@ -21,7 +21,7 @@ from tests.integration.helpers import (
     running_daemon,
 )
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.every_aws_emulator]
 
 AWKWARD_KEYS = ["photos/beach trip.jpg", "photos/1+1=2.jpg", "photos/café 写真.jpg"]
 

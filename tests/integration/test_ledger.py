@@ -16,6 +16,8 @@ from pipelined.local import REGION, LocalStack
 from tests.integration.helpers import ledger_item
 from tests.integration.ledger_contract import EVENT, Backend, LedgerContract, record
 
+pytestmark = pytest.mark.every_aws_emulator
+
 
 @pytest.fixture
 async def store(stack: LocalStack) -> AsyncIterator[DynamoLedgerStore]:

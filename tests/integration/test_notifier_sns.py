@@ -15,6 +15,8 @@ from pipelined.local import REGION, LocalStack
 from pipelined.tools import notification_attributes, unwrap_notification
 from tests.integration.notifier_contract import NotifierBackend, NotifierContract
 
+pytestmark = pytest.mark.every_aws_emulator
+
 
 class TestSnsNotifier(NotifierContract):
     @pytest.fixture

@@ -16,6 +16,8 @@ from pipelined.events import ObjectEvent
 from pipelined.local import REGION, LocalStack
 from tests.integration.object_store_contract import ObjectStoreContract, StoreBackend
 
+pytestmark = pytest.mark.every_aws_emulator
+
 
 class TestS3Store(ObjectStoreContract):
     @pytest.fixture

@@ -13,6 +13,8 @@ from pipelined.aws.sqs import SqsQueue
 from pipelined.local import REGION, LocalStack
 from tests.integration.queue_contract import QueueBackend, QueueContract
 
+pytestmark = pytest.mark.every_aws_emulator
+
 
 class TestSqsQueue(QueueContract):
     @pytest.fixture

@@ -49,6 +49,7 @@ class FakeQueue:
         self.clock = clock
         self.waiting: list[Delivery] = []
         self.receive_error: Exception | None = None
+        self.empty_receive_hangs = False  # a receive that finds nothing never returns
         self.receives = 0
         self.received_at: dict[Delivery, float] = {}
         self.extended: list[tuple[Delivery, int, float]] = []  # (delivery, visibility, when)
@@ -77,6 +78,8 @@ class FakeQueue:
         if self.receive_error is not None:
             raise self.receive_error
         if not self.waiting:
+            if self.empty_receive_hangs:
+                await asyncio.Event().wait()
             await asyncio.sleep(0.01)  # a very short long poll
             return []
         taken, self.waiting = self.waiting[:max_messages], self.waiting[max_messages:]
@@ -359,6 +362,49 @@ async def test_a_throttled_receive_lowers_the_limit() -> None:
     config = ConsumerConfig(max_inflight=8, pollers=1, wait_time_s=0)
     async with consuming(queue, handler, config) as consumer:
         assert await eventually(lambda: consumer.concurrency_limit == 4)
+
+
+async def test_a_drain_that_gives_up_a_receive_releases_after_its_long_poll() -> None:
+    """The queue may still hand that receive what the drain releases: hold it back until the
+    receive's long poll has surely ended (sent + wait + margin), rounded up to whole seconds."""
+    clock = FakeClock()
+    queue = FakeQueue(clock)
+    [delivery] = queue.send(1)
+    queue.empty_receive_hangs = True
+    started = asyncio.Event()
+
+    async def endless_handler(_: Delivery) -> Disposition:
+        started.set()
+        await asyncio.Event().wait()
+        return Ack()
+
+    config = ConsumerConfig(max_inflight=2, pollers=1, wait_time_s=20, drain_timeout_s=0.05)
+    with capture_logs() as logs:
+        async with consuming(queue, endless_handler, config, clock=clock):
+            await asyncio.wait_for(started.wait(), 5)
+            assert await eventually(lambda: queue.receives == 2)  # sent at 0, never answered
+            clock.now = 4.5
+    [abandoned] = [e for e in logs if e["event"] == "receive_abandoned"]
+    assert abandoned["release_after_s"] == 17  # ceil(0 + 20 + 1 - 4.5)
+    assert [(d, delay_s) for d, delay_s, _ in queue.released] == [(delivery, 17)]
+
+
+async def test_a_drain_with_every_receive_ended_releases_at_once() -> None:
+    queue = FakeQueue()
+    [delivery] = queue.send(1)
+    started = asyncio.Event()
+
+    async def endless_handler(_: Delivery) -> Disposition:
+        started.set()
+        await asyncio.Event().wait()
+        return Ack()
+
+    config = ConsumerConfig(max_inflight=2, pollers=1, wait_time_s=20, drain_timeout_s=0.2)
+    with capture_logs() as logs:
+        async with consuming(queue, endless_handler, config):
+            await asyncio.wait_for(started.wait(), 5)
+    assert not [e for e in logs if e["event"] == "receive_abandoned"]
+    assert [(d, delay_s) for d, delay_s, _ in queue.released] == [(delivery, 0)]
 
 
 async def test_the_drain_waits_for_a_disposition_still_being_applied() -> None:

@@ -10,7 +10,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
+from pipelined.app import _warn_if_drain_cuts_long_polls
 from pipelined.errors import ConfigError
 from pipelined.quotas import SQS_MAX_VISIBILITY_TIMEOUT_S
 from pipelined.settings import Settings, load_settings
@@ -254,3 +256,17 @@ def test_several_broken_relations_are_named_in_one_line(env: pytest.MonkeyPatch)
     assert message.count("; PIPELINED_") == 1
     assert "PIPELINED_MAX_JOB_TIME_S" in message
     assert "PIPELINED_RETRY_BASE_DELAY_S" in message
+
+
+# A drain shorter than the long poll is allowed, but start-up says what it costs.
+
+
+@pytest.mark.parametrize(("drain_timeout_s", "warned"), [(5, True), (20, False), (30, False)])
+def test_a_drain_shorter_than_the_long_poll_is_warned_of(
+    env: pytest.MonkeyPatch, drain_timeout_s: int, warned: bool
+) -> None:
+    settings = accepted(env, drain_timeout_s=drain_timeout_s, wait_time_s=20)
+    with capture_logs() as logs:
+        _warn_if_drain_cuts_long_polls(settings)
+    warnings = [e for e in logs if e["event"] == "drain_shorter_than_long_poll"]
+    assert bool(warnings) is warned
