@@ -80,8 +80,8 @@ bench: $(STAMP)
 
 # The daemon end to end on the embedded stack, against a Lambda-shaped loop and the processors
 # alone, with the targets beside the figures (docs/performance.md); writes e2e-results.json.
-# BENCH_ARGS=--quick for a short run.
-bench-e2e: $(STAMP)
+# BENCH_ARGS=--quick for a short run; the emulator is MiniStack (BENCH_ARGS="--emulator moto").
+bench-e2e: $(STAMP) $(MINISTACK_STAMP)
 	$(BIN)/pip install --quiet py-spy==0.4.3  # for --profile only
 	$(BIN)/python bench/e2e.py $(BENCH_ARGS)
 

@@ -20,16 +20,17 @@ file's latency is its notification's arrival minus the end of its upload.
 Then, separately: the daemon's idle CPU while it long-polls an empty queue, and its RSS (main
 process and workers) over many small jobs.
 
-The emulator (moto, bench/stack.py) runs in a process of its own; its CPU is never counted
-as the daemon's, but is reported beside it with this process's own (uploads, notifications,
-the sequential loop), so a run shows how busy the cores were and what files/s they allow.
+The emulator (MiniStack, tests/ministack.py; or moto, bench/stack.py) runs in a process of its
+own; its CPU is never counted as the daemon's, but is reported beside it with this process's
+own (uploads, notifications, the sequential loop), so a run shows how busy the cores were and
+what files/s they allow.
 Prints a table with the issue's targets beside the measured values and writes everything as
 JSON (--out).
 
 Usage: python bench/e2e.py [--photos 96] [--pdfs 24] [--megapixels 12] [--pages 20]
                            [--format jpeg] [--workers 2] [--out e2e.json] [--quick]
                            [--skip-idle] [--skip-rss] [--idle-seconds 60] [--small-jobs 10000]
-                           [--profile FILE]
+                           [--profile FILE] [--emulator ministack|moto]
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tests.faults.daemon: the daemon launcher the fault tests use
 
 from tests.faults.daemon import Daemon  # noqa: E402
+from tests.ministack import ministack  # noqa: E402
 
 DEFAULT_FORMAT = "webp"  # ProcessingOptions' and THUMBNAIL_FORMAT's default
 UPLOAD_THREADS = 4
@@ -115,8 +117,22 @@ class Output:
 # ---------------------------------------------------------------------------------------------
 
 
+EMULATORS = ("moto", "ministack")
+
+
 @contextmanager
-def emulator_process() -> Iterator[tuple[str, int]]:
+def emulator_process(name: str) -> Iterator[tuple[str, int]]:
+    """Yield (endpoint URL, pid) of the emulator ``name``, in a process of its own."""
+    if name == "ministack":
+        with ministack() as running:
+            yield running
+    else:
+        with moto_process() as running:
+            yield running
+
+
+@contextmanager
+def moto_process() -> Iterator[tuple[str, int]]:
     """Yield (endpoint URL, pid) of bench/stack.py; it exits when its stdin closes."""
     process = subprocess.Popen(  # noqa: S603 (our own interpreter and script)
         [sys.executable, str(Path(__file__).with_name("stack.py"))],
@@ -729,6 +745,12 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--sizes", default="256,1024", help="THUMBNAIL_SIZES of every run")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--emulator",
+        choices=EMULATORS,
+        default="ministack",
+        help="MiniStack (tests/ministack.py; half moto's CPU per file) or moto (bench/stack.py)",
+    )
     parser.add_argument("--out", type=Path, default=Path("e2e-results.json"))
     parser.add_argument("--skip-idle", action="store_true")
     parser.add_argument("--skip-rss", action="store_true")
@@ -776,7 +798,7 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
         for each in formats:
             step(f"processors alone, {each}")
             results["ceiling"][each] = ceiling(files, Output(each, sizes), workdir)
-        with emulator_process() as (endpoint, emulator_pid):
+        with emulator_process(arguments.emulator) as (endpoint, emulator_pid):
             keep = {emulator_pid}
             step(f"sequential loop, {fmt}")
             results["sequential"] = asdict(

@@ -37,8 +37,8 @@ def moto_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def ministack_url() -> Iterator[str]:
-    with ministack() as url:
-        yield url
+    with ministack() as running:
+        yield running.url
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -10,9 +10,11 @@ environment of its own, which ``make test`` builds from requirements-ministack.l
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -20,6 +22,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 EXECUTABLE = ROOT / ".venv" / "ministack" / "bin" / "ministack"
@@ -27,6 +30,12 @@ START_TIMEOUT_S = 30
 # hypercorn's start-up line names the port the kernel gave it: binding port 0 leaves no gap
 # between choosing a free port and taking it.
 _LISTENING = re.compile(rb"Running on http://127\.0\.0\.1:(\d+)")
+PR_SET_PDEATHSIG = 1
+
+
+class Running(NamedTuple):
+    url: str
+    pid: int
 
 
 class MinistackError(RuntimeError):
@@ -34,8 +43,12 @@ class MinistackError(RuntimeError):
 
 
 @contextmanager
-def ministack(executable: Path = EXECUTABLE) -> Iterator[str]:
-    """Run MiniStack until the block ends; yield its endpoint URL."""
+def ministack(executable: Path = EXECUTABLE) -> Iterator[Running]:
+    """Run MiniStack until the block ends; yield its endpoint URL and process id.
+
+    It has a session of its own, so a Ctrl-C stops it only through the block's end, after
+    whatever still talks to it; and it is told to stop should this process die first.
+    """
     if not executable.is_file():
         raise MinistackError(
             f"MiniStack is not installed at {executable}: `make test` installs it "
@@ -54,13 +67,18 @@ def ministack(executable: Path = EXECUTABLE) -> Iterator[str]:
     }
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [str(executable)], stdout=log, stderr=subprocess.STDOUT, env=environment
+            [str(executable)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=environment,
+            start_new_session=True,
+            preexec_fn=_stop_with_parent,  # noqa: PLW1509 (no threads start before it)
         )
     try:
         port = _wait_listening(process, log_path)
         url = f"http://127.0.0.1:{port}"
         _wait_healthy(process, url, log_path)
-        yield url
+        yield Running(url, process.pid)
     finally:
         process.terminate()
         try:
@@ -69,6 +87,13 @@ def ministack(executable: Path = EXECUTABLE) -> Iterator[str]:
             process.kill()
             process.wait()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _stop_with_parent() -> None:
+    """In the child before exec: SIGTERM when the thread that started it ends (the callers
+    start it from their main thread, so: when they die)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def _wait_listening(process: subprocess.Popen[bytes], log_path: Path) -> int:

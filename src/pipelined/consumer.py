@@ -604,7 +604,7 @@ class Consumer:
         for job in unfinished:
             self._cancel(job, "shutdown")
         await self._wait_for_jobs()
-        await self._release_at_once(unfinished, release_after_s)
+        await self._release_unfinished(unfinished, release_after_s)
         metrics.MESSAGES.labels("released").inc(len(unfinished))
         keeper.cancel()
         deleter.cancel()
@@ -633,7 +633,7 @@ class Consumer:
         ]
         return max(0, math.ceil(max(ends, default=now) - now))
 
-    async def _release_at_once(self, jobs: list[_Job], after_s: int) -> None:
+    async def _release_unfinished(self, jobs: list[_Job], after_s: int) -> None:
         """Give ``jobs``' messages back, visible again in ``after_s`` seconds."""
         extensions = {job.extension for job in jobs if job.extension is not None}
         if extensions:

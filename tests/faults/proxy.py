@@ -69,6 +69,8 @@ from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector, web
 from multidict import CIMultiDict
 from yarl import URL
 
+from pipelined.local import free_port
+
 LOOPBACK = "127.0.0.1"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -1155,7 +1157,7 @@ class ProxyProcess(ProxyClient):
         seed: int | None = None,
         log: IO[bytes] | None = None,
     ) -> None:
-        self._ports = (port or _free_port(), control_port or _free_port())
+        self._ports = (port or free_port(), control_port or free_port())
         super().__init__(
             f"http://{LOOPBACK}:{self._ports[0]}", f"http://{LOOPBACK}:{self._ports[1]}"
         )
@@ -1219,12 +1221,6 @@ class ProxyProcess(ProxyClient):
         traceback: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
 
 
 # ---------------------------------------------------------------------------------------------
