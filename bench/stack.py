@@ -20,7 +20,7 @@ import threading
 import waitress
 from moto.server import DomainDispatcherApplication, create_backend_app
 
-from pipelined.local import emulator, free_port, make_dynamodb_writes_atomic
+from pipelined.local import emulator, make_dynamodb_writes_atomic
 
 THREADS = 16
 """waitress's request threads: more than the daemon's and the bench's connections together."""
@@ -29,15 +29,14 @@ THREADS = 16
 def serve_keep_alive() -> None:
     make_dynamodb_writes_atomic()
     logging.getLogger("waitress").setLevel(logging.ERROR)
-    port = free_port()
     server = waitress.create_server(
         DomainDispatcherApplication(create_backend_app),
         host="127.0.0.1",
-        port=port,
+        port=0,  # the kernel's choice, made as it binds
         threads=THREADS,
     )
     threading.Thread(target=server.run, daemon=True).start()
-    print(f"http://127.0.0.1:{port}", flush=True)
+    print(f"http://127.0.0.1:{server.effective_port}", flush=True)
     sys.stdin.read()
     server.close()
 

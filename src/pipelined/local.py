@@ -109,7 +109,9 @@ def emulator(port: int | None = None) -> Iterator[str]:
     # The emulator's request log would drown the daemon's own lines.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     make_dynamodb_writes_atomic()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port or free_port(), verbose=False)
+    # Port 0: the kernel picks a free one as it binds, so no other process can take it between
+    # the choice and the bind (as it could after free_port()).
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port or 0, verbose=False)
     server.start()
     host, bound = server.get_host_and_port()
     try:

@@ -163,7 +163,7 @@ async def test_a_receive_abandoned_at_shutdown_cannot_hide_the_released_work(
             await asyncio.wait_for(started.wait(), 10)
             await asyncio.sleep(0.2)  # the poller's next receive is under way
     assert [e for e in logs if e["event"] == "receive_abandoned"]
-    await asyncio.sleep(wait_time_s + 2)  # the abandoned long poll has ended, on any clock
+    await asyncio.sleep(wait_time_s + 3)  # the abandoned long poll has ended, on any clock
     assert queue_counts(stack) == (1, 0), "visible again, not taken by the abandoned receive"
 
 
