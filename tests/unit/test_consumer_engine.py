@@ -153,6 +153,18 @@ async def consuming(
         await asyncio.wait_for(task, 30)
 
 
+def endless() -> tuple[Handler, asyncio.Event]:
+    """A handler whose jobs never finish, and the event it sets when the first one starts."""
+    started = asyncio.Event()
+
+    async def handler(_: Delivery) -> Disposition:
+        started.set()
+        await asyncio.Event().wait()
+        return Ack()
+
+    return handler, started
+
+
 def extended(queue: FakeQueue, delivery: Delivery) -> int:
     return sum(1 for d, _, _ in queue.extended if d is delivery)
 
@@ -289,12 +301,7 @@ async def test_the_max_job_time_retry_is_cut_to_what_is_left_of_twelve_hours() -
     clock = FakeClock()
     queue = FakeQueue(clock)
     queue.send(1)
-    started = asyncio.Event()
-
-    async def endless_handler(_: Delivery) -> Disposition:
-        started.set()
-        await asyncio.Event().wait()
-        return Ack()
+    endless_handler, started = endless()
 
     config = near_limit_config(max_job_time_s=NEAR_THE_LIMIT_S - 1)
     async with consuming(queue, endless_handler, config, clock=clock):
@@ -371,12 +378,7 @@ async def test_a_drain_that_gives_up_a_receive_releases_after_its_long_poll() ->
     queue = FakeQueue(clock)
     [delivery] = queue.send(1)
     queue.empty_receive_hangs = True
-    started = asyncio.Event()
-
-    async def endless_handler(_: Delivery) -> Disposition:
-        started.set()
-        await asyncio.Event().wait()
-        return Ack()
+    endless_handler, started = endless()
 
     config = ConsumerConfig(max_inflight=2, pollers=1, wait_time_s=20, drain_timeout_s=0.05)
     with capture_logs() as logs:
@@ -392,12 +394,7 @@ async def test_a_drain_that_gives_up_a_receive_releases_after_its_long_poll() ->
 async def test_a_drain_with_every_receive_ended_releases_at_once() -> None:
     queue = FakeQueue()
     [delivery] = queue.send(1)
-    started = asyncio.Event()
-
-    async def endless_handler(_: Delivery) -> Disposition:
-        started.set()
-        await asyncio.Event().wait()
-        return Ack()
+    endless_handler, started = endless()
 
     config = ConsumerConfig(max_inflight=2, pollers=1, wait_time_s=20, drain_timeout_s=0.2)
     with capture_logs() as logs:
