@@ -10,11 +10,9 @@ environment of its own, which ``make test`` builds from requirements-ministack.l
 
 from __future__ import annotations
 
-import ctypes
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -30,7 +28,14 @@ START_TIMEOUT_S = 30
 # hypercorn's start-up line names the port the kernel gave it: binding port 0 leaves no gap
 # between choosing a free port and taking it.
 _LISTENING = re.compile(rb"Running on http://127\.0\.0\.1:(\d+)")
-PR_SET_PDEATHSIG = 1
+# Run by MiniStack's own Python before it becomes MiniStack: ask the kernel for a SIGTERM when
+# the thread that started it ends (prctl PR_SET_PDEATHSIG, kept across exec). The callers start
+# it from their main thread, so it stops when they die, even by SIGKILL.
+_STOP_WITH_PARENT = (
+    "import ctypes, os, signal, sys; "
+    "ctypes.CDLL(None).prctl(1, signal.SIGTERM, 0, 0, 0); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
 
 
 class Running(NamedTuple):
@@ -47,7 +52,7 @@ def ministack(executable: Path = EXECUTABLE) -> Iterator[Running]:
     """Run MiniStack until the block ends; yield its endpoint URL and process id.
 
     It has a session of its own, so a Ctrl-C stops it only through the block's end, after
-    whatever still talks to it; and it is told to stop should this process die first.
+    whatever still talks to it.
     """
     if not executable.is_file():
         raise MinistackError(
@@ -67,12 +72,11 @@ def ministack(executable: Path = EXECUTABLE) -> Iterator[Running]:
     }
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [str(executable)],
+            [str(executable.with_name("python")), "-c", _STOP_WITH_PARENT, str(executable)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=environment,
             start_new_session=True,
-            preexec_fn=_stop_with_parent,  # noqa: PLW1509 (no threads start before it)
         )
     try:
         port = _wait_listening(process, log_path)
@@ -87,13 +91,6 @@ def ministack(executable: Path = EXECUTABLE) -> Iterator[Running]:
             process.kill()
             process.wait()
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _stop_with_parent() -> None:
-    """In the child before exec: SIGTERM when the thread that started it ends (the callers
-    start it from their main thread, so: when they die)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def _wait_listening(process: subprocess.Popen[bytes], log_path: Path) -> int:
