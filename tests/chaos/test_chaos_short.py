@@ -19,7 +19,6 @@ from tests.chaos.runner import ChaosConfig, run_chaos
 pytestmark = pytest.mark.timeout(150)
 
 
-@pytest.mark.every_aws_emulator
 def test_chaos_short(emulator_url: str, tmp_path: Path) -> None:
     config = ChaosConfig(
         files=30,
