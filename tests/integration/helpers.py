@@ -56,6 +56,13 @@ async def running_daemon(**overrides: Any) -> AsyncIterator[Settings]:
         await asyncio.wait_for(task, timeout=30)
 
 
+async def artifact_events_consumed(stack: LocalStack) -> None:
+    """Wait until the daemon has taken (and ignored) the bucket events of the artifacts it
+    wrote back into the input bucket: they reach the queue just after the last notification,
+    and a daemon stopped at once would leave them there."""
+    assert await eventually(lambda: queue_counts(stack) == (0, 0)), queue_counts(stack)
+
+
 def put(stack: LocalStack, key: str, body: bytes, bucket: str | None = None) -> None:
     stack.client("s3").put_object(Bucket=bucket or stack.input_bucket, Key=key, Body=body)
 

@@ -13,6 +13,7 @@ from PIL import Image
 from pipelined import samples
 from pipelined.local import LocalStack
 from tests.integration.helpers import (
+    artifact_events_consumed,
     ledger_item,
     notifications,
     object_bytes,
@@ -33,6 +34,7 @@ async def test_image_and_pdf_end_to_end(stack: LocalStack) -> None:
         put(stack, "in/photo one.jpg", photo)
         put(stack, "in/report.pdf", pdf)
         found = {n["source"]["key"]: n for n in await notifications(stack, 2)}
+        await artifact_events_consumed(stack)
 
     image = found["in/photo one.jpg"]
     assert image["status"] == "processed"
@@ -155,6 +157,7 @@ async def test_every_event_form_with_awkward_keys(stack: LocalStack, form: str) 
         for body in bodies:
             sqs.send_message(QueueUrl=stack.queue_url, MessageBody=body)
         found = await notifications(stack, len(AWKWARD_KEYS))
+        await artifact_events_consumed(stack)
 
     assert sorted(n["source"]["key"] for n in found) == sorted(AWKWARD_KEYS)
     for notification in found:
@@ -173,6 +176,7 @@ async def test_a_malformed_message_is_rejected_not_retried(stack: LocalStack) ->
         sqs.send_message(QueueUrl=stack.queue_url, MessageBody="this is not an event")
         put(stack, "after.png", samples.transparent_png())
         await notifications(stack, 1)
+        await artifact_events_consumed(stack)
     assert queue_counts(stack) == (0, 0)
     assert queue_counts(stack, stack.dead_letter_queue_url) == (0, 0)
 
