@@ -38,6 +38,7 @@ def consumer_config(settings: Settings) -> ConsumerConfig:
         delete_flush_s=settings.delete_flush_s,
         lease_renew_interval_s=settings.lease_renew_interval_s,
         backoff=backoff_policy(settings),
+        retries_in_place=settings.retries_in_place,
     )
 
 

@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeGuard
 
 from pipelined import jobclock, metrics
 from pipelined.concurrency import AimdLimit
@@ -32,6 +32,10 @@ time after it is computed (botocore may even retry it), and SQS refuses one that
 ABANDONED_RECEIVE_MARGIN_S = 1.0
 """Added to the long poll of a receive given up at shutdown: the queue counts its wait from the
 request's arrival, a little after the consumer sent it."""
+
+IN_PLACE_RETRY_MAX_DELAY_S = 30
+"""The longest retry delay a delivery waits out in place, holding its slot; a longer backoff
+(a message that has come back several times already) goes back to the queue."""
 
 MIN_EXTENSION_DEADLINE_S = 0.5
 """The shortest time an extension call is given, even for a lease that has (nearly) run out:
@@ -94,6 +98,7 @@ class ConsumerConfig:
     delete_flush_s: float = 0.1
     lease_renew_interval_s: float = 20.0
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+    retries_in_place: int = 2  # short retries of one delivery waited out before putting it back
 
 
 @dataclass(eq=False)
@@ -343,10 +348,13 @@ class Consumer:
         if self.on_received is not None:
             self.on_received(len(deliveries), oldest_s)
 
-    async def _pause(self, seconds: float) -> None:
-        """Sleep, but wake as soon as the consumer stops."""
+    async def _pause(self, seconds: float) -> float:
+        """Sleep, but wake as soon as the consumer stops; the seconds the sleep had left."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + seconds
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._slots.closed_event.wait(), seconds)
+        return max(0.0, until - loop.time())
 
     def _mark_ready(self) -> None:
         self._health.set_ready(True, "")
@@ -397,21 +405,40 @@ class Consumer:
         await asyncio.shield(self._track(settling))
 
     async def _handled(self, delivery: Delivery) -> Ack | Retry | Reject:
-        """The handler's disposition; while it says Defer, wait and ask again.
+        """The handler's disposition; while it says Defer, or a short Retry with tries in place
+        left, wait and ask again.
 
-        The message stays ours meanwhile: the lease keeper extends it, MAX_JOB_TIME_S bounds
-        the wait, and a shutdown releases it like any job in flight.
+        The message stays ours meanwhile: the lease keeper extends it and MAX_JOB_TIME_S bounds
+        the wait. Put back on the queue instead, each retry would spend a receive, one of the
+        few a message has before the dead-letter queue. A drain ends the wait at once: the
+        message goes back, visible again when the wait would have ended.
         """
-        while isinstance(disposition := await self._handler(delivery), Defer):
-            metrics.MESSAGES.labels("deferred").inc()
-            log.info(
-                "message_deferred",
-                message_id=delivery.message_id,
-                delay_s=round(disposition.delay_s, 1),
-                reason=disposition.reason,
-            )
-            await asyncio.sleep(disposition.delay_s)
-        return disposition
+        retries_left = self._config.retries_in_place
+        while True:
+            disposition = await self._handler(delivery)
+            if isinstance(disposition, Defer):
+                metrics.MESSAGES.labels("deferred").inc()
+                log.info(
+                    "message_deferred",
+                    message_id=delivery.message_id,
+                    delay_s=round(disposition.delay_s, 1),
+                    reason=disposition.reason,
+                )
+            elif retries_left > 0 and _is_short(disposition):
+                retries_left -= 1
+                metrics.MESSAGES.labels("retry_in_place").inc()
+                log.info(
+                    "message_retried_in_place",
+                    message_id=delivery.message_id,
+                    delay_s=disposition.delay_s,
+                    retries_left=retries_left,
+                    reason=disposition.reason,
+                )
+            else:
+                return disposition
+            left_s = await self._pause(disposition.delay_s)
+            if self._slots.closed:
+                return Retry(math.ceil(left_s), disposition.reason)
 
     def _finish(self, job: _Job) -> None:
         self._jobs.pop(job.delivery, None)
@@ -640,3 +667,13 @@ class Consumer:
             # Let them land first, or they would hide the released messages again.
             await asyncio.wait(extensions)
         await self._release([(job.delivery, after_s) for job in jobs])
+
+
+def _is_short(disposition: Disposition) -> TypeGuard[Retry]:
+    """A retry to wait out in place: short, and not throttled (the limit must hear of that,
+    and a throttled service is better left alone a while)."""
+    return (
+        isinstance(disposition, Retry)
+        and not disposition.throttled
+        and disposition.delay_s <= IN_PLACE_RETRY_MAX_DELAY_S
+    )

@@ -41,7 +41,7 @@ MESSAGES_RECEIVED = Counter(
 MESSAGES = Counter(
     "pipelined_messages_total",
     "Messages finished, by disposition (ack, retry, reject, released, lost), and the waits of"
-    " deliveries that met a live claim (deferred).",
+    " deliveries that met a live claim (deferred) or retry in place (retry_in_place).",
     ["outcome"],
 )
 MESSAGE_AGE_SECONDS = Histogram(

@@ -55,7 +55,8 @@ def settled() -> float:
 
 
 def retried() -> float:
-    return float(metrics.MESSAGES.labels("retry")._value.get())
+    """Retries this process's daemons have decided on so far, in place or through the queue."""
+    return float(sum(metrics.MESSAGES.labels(o)._value.get() for o in ("retry", "retry_in_place")))
 
 
 async def until_settled(before: float, count: int, timeout_s: float = 30) -> None:
@@ -316,8 +317,8 @@ async def test_a_malformed_message_is_rejected_not_retried(
 
 
 async def _when_first_retried(retries_before: float, then: Callable[[], None]) -> None:
-    """Run ``then`` as soon as the daemon has sent a message back for a retry: the message
-    stays away for its backoff, so ``then`` is done before its next attempt."""
+    """Run ``then`` as soon as the daemon has decided on a retry: the next attempt waits for
+    its backoff (in place or on the queue), so ``then`` is done before it."""
     assert await eventually(lambda: retried() > retries_before, timeout_s=30)
     await asyncio.to_thread(then)
 

@@ -102,7 +102,9 @@ async def test_nothing_is_received_while_every_slot_is_busy(stack: LocalStack) -
     assert queue_counts(stack) == (0, 0)
 
 
-async def test_retry_goes_back_to_the_queue_after_its_delay(stack: LocalStack) -> None:
+async def test_a_short_retry_is_tried_again_in_place_within_the_same_receive(
+    stack: LocalStack,
+) -> None:
     seen: list[tuple[str, int]] = []
 
     async def flaky_handler(delivery: Delivery) -> Disposition:
@@ -113,9 +115,27 @@ async def test_retry_goes_back_to_the_queue_after_its_delay(stack: LocalStack) -
     send(stack, 1)
     async with consuming(stack, flaky_handler, config):
         assert await eventually(lambda: len(seen) == 2)
-    assert [count for _, count in seen] == [1, 2]
+        assert await eventually(lambda: queue_counts(stack) == (0, 0))
+    assert [count for _, count in seen] == [1, 1], "one receive"
     assert seen[0][0] == seen[1][0]
-    assert queue_counts(stack) == (0, 0)
+
+
+async def test_retry_goes_back_to_the_queue_after_its_tries_in_place(stack: LocalStack) -> None:
+    seen: list[tuple[str, int]] = []
+
+    async def flaky_handler(delivery: Delivery) -> Disposition:
+        seen.append((delivery.message_id, delivery.receive_count))
+        return Retry(1, "flaky") if len(seen) <= 2 else Ack()
+
+    config = ConsumerConfig(
+        max_inflight=2, pollers=1, wait_time_s=1, visibility_timeout_s=30, retries_in_place=1
+    )
+    send(stack, 1)
+    async with consuming(stack, flaky_handler, config):
+        assert await eventually(lambda: len(seen) == 3)
+        assert await eventually(lambda: queue_counts(stack) == (0, 0))
+    assert [count for _, count in seen] == [1, 1, 2]
+    assert len({message_id for message_id, _ in seen}) == 1
 
 
 async def test_shutdown_releases_unfinished_work_at_once(stack: LocalStack) -> None:

@@ -25,11 +25,12 @@ async def test_a_retryable_failure_is_retried_and_then_succeeds(stack: LocalStac
     # The ledger table is missing at first: a real AWS error that retrying can cure.
     dynamodb = stack.client("dynamodb")
     dynamodb.delete_table(TableName=stack.table)
-    retries_before = metrics.MESSAGES.labels("retry")._value.get()
-    # Backoff of 2, 4, 4 ... s keeps the fifth receive (and the DLQ) well beyond the outage.
+    retries_before = metrics.MESSAGES.labels("retry_in_place")._value.get()
+    # Backoff of 2, 4, 4 ... s, three tries per receive, keeps the fifth receive (and the DLQ)
+    # well beyond the outage.
     async with running_daemon(retry_base_delay_s=2.0, retry_max_delay_s=4.0):
         put(stack, "later.png", samples.transparent_png())
-        await asyncio.sleep(3)  # a few failed attempts, each sent back with a backoff delay
+        await asyncio.sleep(3)  # a few failed attempts, waited out in place after a backoff
         assert await notifications(stack, 1, timeout_s=0.5) == []
         dynamodb.create_table(
             TableName=stack.table,
@@ -39,7 +40,7 @@ async def test_a_retryable_failure_is_retried_and_then_succeeds(stack: LocalStac
         )
         [notification] = await notifications(stack, 1, settle_s=2)
     assert notification["status"] == "processed"
-    assert metrics.MESSAGES.labels("retry")._value.get() > retries_before
+    assert metrics.MESSAGES.labels("retry_in_place")._value.get() > retries_before
     assert queue_counts(stack) == (0, 0)
     assert queue_counts(stack, stack.dead_letter_queue_url) == (0, 0)
 

@@ -12,6 +12,7 @@ from structlog.testing import capture_logs
 
 from pipelined import metrics
 from pipelined.consumer import (
+    IN_PLACE_RETRY_MAX_DELAY_S,
     BatchFailure,
     Consumer,
     ConsumerConfig,
@@ -19,7 +20,7 @@ from pipelined.consumer import (
     Delivery,
     Handler,
 )
-from pipelined.disposition import Ack, BackoffPolicy, Disposition, Retry
+from pipelined.disposition import Ack, BackoffPolicy, Defer, Disposition, Retry
 from pipelined.errors import ThrottledError
 from pipelined.quotas import SQS_MAX_VISIBILITY_TIMEOUT_S
 from tests.integration.helpers import eventually
@@ -418,9 +419,99 @@ async def test_the_drain_waits_for_a_disposition_still_being_applied() -> None:
     async def handler(_: Delivery) -> Disposition:
         return Retry(5, "flaky")
 
-    config = ConsumerConfig(max_inflight=1, pollers=1, wait_time_s=0, drain_timeout_s=0.05)
+    config = ConsumerConfig(
+        max_inflight=1, pollers=1, wait_time_s=0, drain_timeout_s=0.05, retries_in_place=0
+    )
     with capture_logs():
         async with consuming(queue, handler, config):
             await asyncio.wait_for(releasing.wait(), 5)
     # consumer.run has returned: the release must be done, not still on its way.
     assert [(d, delay_s) for d, delay_s, _ in queue.released] == [(delivery, 5)]
+
+
+# --- m: short retries waited out in place ---------------------------------------------------
+
+
+def scripted(*dispositions: Disposition) -> tuple[Handler, list[Delivery]]:
+    """A handler that answers with ``dispositions`` in turn, then Ack; and its calls."""
+    calls: list[Delivery] = []
+
+    async def handler(delivery: Delivery) -> Disposition:
+        calls.append(delivery)
+        return dispositions[len(calls) - 1] if len(calls) <= len(dispositions) else Ack()
+
+    return handler, calls
+
+
+async def test_a_short_retry_is_waited_out_in_place_without_another_receive() -> None:
+    """Put back on the queue, each retry would spend a receive and one of the few a message
+    has before the dead-letter queue; waited out here, the delivery tries again at once."""
+    queue = FakeQueue()
+    [delivery] = queue.send(1)
+    handler, calls = scripted(Retry(1, "flaky"), Retry(1, "flaky"))
+
+    config = ConsumerConfig(max_inflight=1, pollers=1, wait_time_s=0)
+    with capture_logs() as logs:
+        async with consuming(queue, handler, config):
+            assert await eventually(lambda: queue.deleted == [delivery], timeout_s=10)
+    assert calls == [delivery] * 3
+    assert queue.released == []
+    waits = [e for e in logs if e["event"] == "message_retried_in_place"]
+    assert [(e["delay_s"], e["retries_left"]) for e in waits] == [(1, 1), (1, 0)]
+
+
+async def test_a_retry_past_the_tries_in_place_goes_back_to_the_queue() -> None:
+    queue = FakeQueue()
+    [delivery] = queue.send(1)
+    handler, calls = scripted(Retry(1, "flaky"), Retry(2, "flaky"))
+
+    config = ConsumerConfig(max_inflight=1, pollers=1, wait_time_s=0, retries_in_place=1)
+    with capture_logs():
+        async with consuming(queue, handler, config):
+            assert await eventually(lambda: bool(queue.released), timeout_s=10)
+    assert calls == [delivery] * 2
+    assert [(d, delay_s) for d, delay_s, _ in queue.released] == [(delivery, 2)]
+
+
+@pytest.mark.parametrize(
+    "retry",
+    [
+        Retry(1, "ThrottledError: slow down", throttled=True),  # the limit must hear of it
+        Retry(IN_PLACE_RETRY_MAX_DELAY_S + 1, "a long backoff"),  # would hold a slot idle
+    ],
+    ids=["throttled", "long"],
+)
+async def test_a_throttled_or_long_retry_goes_back_to_the_queue_at_once(retry: Retry) -> None:
+    queue = FakeQueue()
+    [delivery] = queue.send(1)
+    handler, calls = scripted(retry)
+
+    config = ConsumerConfig(max_inflight=1, pollers=1, wait_time_s=0)
+    with capture_logs():
+        async with consuming(queue, handler, config):
+            assert await eventually(lambda: bool(queue.released), timeout_s=5)
+    assert calls == [delivery]
+    assert [(d, delay_s) for d, delay_s, _ in queue.released] == [(delivery, retry.delay_s)]
+
+
+@pytest.mark.parametrize(
+    ("waiting", "released_s"),
+    [(Retry(20, "flaky"), 20), (Defer(41.5, "busy"), 42)],
+    ids=["retry", "defer"],
+)
+async def test_a_drain_ends_a_wait_in_place_and_puts_the_message_back_for_the_rest(
+    waiting: Disposition, released_s: int
+) -> None:
+    """The drain need not sit out the wait, and the message must not come back before it
+    ends (for a live claim: before the holder's lease runs out)."""
+    queue = FakeQueue()
+    [delivery] = queue.send(1)
+    handler, calls = scripted(waiting)
+
+    config = ConsumerConfig(max_inflight=1, pollers=1, wait_time_s=0, drain_timeout_s=25)
+    with capture_logs():
+        async with consuming(queue, handler, config):
+            assert await eventually(lambda: len(calls) == 1)
+        # Left well before the drain timeout: the wait ended when the drain began.
+    assert calls == [delivery]
+    assert [(d, delay_s) for d, delay_s, _ in queue.released] == [(delivery, released_s)]

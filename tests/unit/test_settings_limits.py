@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from pipelined.app import _warn_if_drain_cuts_long_polls
+from pipelined.app import _warn_if_drain_cuts_long_polls, consumer_config
 from pipelined.errors import ConfigError
 from pipelined.quotas import SQS_MAX_VISIBILITY_TIMEOUT_S
 from pipelined.settings import Settings, load_settings
@@ -104,6 +104,16 @@ def test_equal_base_and_maximum_retry_delays_are_accepted(env: pytest.MonkeyPatc
     settings = accepted(env, retry_base_delay_s=0.5, retry_max_delay_s=1)
     assert (settings.retry_base_delay_s, settings.retry_max_delay_s) == (0.5, 1)
     assert accepted(env, retry_base_delay_s=60, retry_max_delay_s=60).retry_max_delay_s == 60
+
+
+@pytest.mark.parametrize("count", [-1, 11])
+def test_retries_in_place_out_of_range_are_refused(env: pytest.MonkeyPatch, count: int) -> None:
+    assert "PIPELINED_RETRIES_IN_PLACE" in refusal(env, retries_in_place=count)
+
+
+def test_retries_in_place_reach_the_consumer(env: pytest.MonkeyPatch) -> None:
+    assert consumer_config(accepted(env)).retries_in_place == 2
+    assert consumer_config(accepted(env, retries_in_place=0)).retries_in_place == 0
 
 
 @pytest.mark.parametrize(
