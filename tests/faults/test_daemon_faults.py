@@ -2,7 +2,7 @@
 duplicate events, and the windows in which a notification goes out twice.
 
 The stack is provisioned directly on the emulator; only the daemon's own traffic goes through
-the proxy. Every test is bounded and stops its daemons itself. Three of them pin down
+the proxy. Every test is bounded and stops its daemons itself. Four of them pin down
 weaknesses these tests found, since fixed (docs/reliability.md): they failed against the code
 before the fix.
 """
@@ -160,6 +160,38 @@ def test_a_failed_mark_notified_write_does_not_notify_twice(
     item = ledger(stack)[uploads[0].key]
     assert (item["status"], item["notified"]) == ("processed", False), "the mark is lost, only"
     assert queue_counts(stack, stack.dead_letter_queue_url) == (0, 0)
+
+
+def test_transient_ledger_failures_are_retried_in_place_not_dead_lettered(
+    stack: LocalStack, proxy: ThreadedFaultProxy, daemons: Daemons
+) -> None:
+    # Six failed ledger writes in a row, with the DLQ after five receives. Each retry used to
+    # go back through the queue and spend a receive: the sixth failure dead-lettered a healthy
+    # file. A delivery now tries three times (RETRIES_IN_PLACE 2) before it goes back.
+    failures = 6
+    proxy.add(
+        Rule(
+            action="error",
+            service="dynamodb",
+            operation="PutItem",
+            code="TransactionConflictException",  # not retried by botocore itself
+            count=failures,
+        )
+    )
+    daemons.start(retry_base_delay_s="1", retry_max_delay_s="2")
+    uploads = make_uploads(1, prefix="transient/")
+    upload(stack, uploads)
+    watcher = Watcher(stack)
+    assert watcher.wait_for_keys([u.key for u in uploads], timeout_s=45)
+    assert wait_until(lambda: queue_counts(stack) == (0, 0), timeout_s=15)
+    watcher.settle(quiet_s=1)
+    assert proxy.stats().injected_count("error:TransactionConflictException") == failures
+    assert queue_counts(stack, stack.dead_letter_queue_url) == (0, 0), "dead-lettered"
+    assert watcher.per_key() == {uploads[0].key: 1}
+    assert ledger(stack)[uploads[0].key]["status"] == "processed"
+    # Two receives of three tries each, then a third that succeeds at once.
+    assert daemons.events("message_retried_in_place") == 4
+    assert daemons.events("message_retried") == 2
 
 
 def test_an_outage_makes_the_daemon_unready_and_loses_nothing(
