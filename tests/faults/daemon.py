@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from pipelined.aws.ledger import item_from_dynamo
-from pipelined.local import LocalStack, free_port
+from pipelined.local import LocalStack
 from pipelined.tools import unwrap_notification
 
 # Short leases so that a killed daemon's work comes back within seconds.
@@ -41,7 +41,7 @@ FAST_SETTINGS: dict[str, str] = {
 
 
 def daemon_environment(
-    stack: LocalStack, endpoint_url: str, metrics_port: int, settings: Mapping[str, str]
+    stack: LocalStack, endpoint_url: str, settings: Mapping[str, str]
 ) -> dict[str, str]:
     """The daemon's environment: nothing of the caller's AWS or PIPELINED variables leaks in."""
     inherited = {
@@ -55,10 +55,15 @@ def daemon_environment(
         "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
         **stack.daemon_environment(),
         "AWS_ENDPOINT_URL": endpoint_url,
-        "PIPELINED_METRICS_HOST": "127.0.0.1",
-        "PIPELINED_METRICS_PORT": str(metrics_port),
+        **METRICS_ON_ANY_PORT,
         **{f"PIPELINED_{name.upper()}": value for name, value in settings.items()},
     }
+
+
+METRICS_ON_ANY_PORT = {"PIPELINED_METRICS_HOST": "127.0.0.1", "PIPELINED_METRICS_PORT": "0"}
+"""The kernel picks the port as the daemon binds it (no gap in which another process could take
+a port chosen beforehand); the daemon logs it at info (``metrics_listening``, JSON in
+FAST_SETTINGS), and Daemon reads it from there."""
 
 
 class Daemon:
@@ -69,16 +74,25 @@ class Daemon:
     ) -> None:
         self.stack = stack
         self.endpoint_url = endpoint_url
+        self._prepare(log_path, settings)
+
+    def _prepare(self, log_path: Path, settings: Mapping[str, str]) -> None:
+        """What a daemon has before it starts, whatever its cloud."""
         self.log_path = log_path
         self.settings = {**FAST_SETTINGS, **{k.upper(): v for k, v in settings.items()}}
-        self.metrics_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
+        self._log_start = 0  # where this process's lines begin in the log (it may be shared)
+        self._metrics_port: int | None = None
+
+    def environment(self) -> dict[str, str]:
+        return daemon_environment(self.stack, self.endpoint_url, self.settings)
 
     def start(self) -> Self:
-        env = daemon_environment(self.stack, self.endpoint_url, self.metrics_port, self.settings)
+        env = self.environment()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
+            self._log_start, self._metrics_port = log.tell(), None
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "pipelined", "run"],
                 env=env,
@@ -88,6 +102,20 @@ class Daemon:
             )
         self.started_at = time.monotonic()
         return self
+
+    @property
+    def metrics_port(self) -> int:
+        port = self._logged_metrics_port()
+        if port is None:
+            raise AssertionError(f"the daemon has not said its metrics port:\n{self.log_tail()}")
+        return port
+
+    def _logged_metrics_port(self) -> int | None:
+        if self._metrics_port is None:
+            for record in self.log_records(since_start=True):
+                if record.get("event") == "metrics_listening":
+                    self._metrics_port = int(record["port"])
+        return self._metrics_port
 
     @property
     def pid(self) -> int:
@@ -100,7 +128,10 @@ class Daemon:
 
     def http_status(self, path: str) -> int | None:
         """Status of GET ``path`` on the metrics port; None when nothing answers."""
-        url = f"http://127.0.0.1:{self.metrics_port}{path}"
+        port = self._logged_metrics_port()
+        if port is None:
+            return None  # not listening yet
+        url = f"http://127.0.0.1:{port}{path}"
         try:
             with urllib.request.urlopen(url, timeout=2) as reply:
                 return int(reply.status)
@@ -111,7 +142,10 @@ class Daemon:
 
     def metric(self, name: str) -> float | None:
         """The value of an unlabelled metric from /metrics, or None."""
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        port = self._logged_metrics_port()
+        if port is None:
+            return None
+        url = f"http://127.0.0.1:{port}/metrics"
         try:
             with urllib.request.urlopen(url, timeout=2) as reply:
                 text = reply.read().decode()
@@ -152,10 +186,14 @@ class Daemon:
                 self.process.wait(timeout=10)
         return self.process.returncode
 
-    def log_records(self) -> list[dict[str, Any]]:
+    def log_records(self, *, since_start: bool = False) -> list[dict[str, Any]]:
+        """The log's JSON records; ``since_start``: only this process's."""
         records = []
         if self.log_path.exists():
-            for line in self.log_path.read_text(errors="replace").splitlines():
+            with self.log_path.open("rb") as log:
+                log.seek(self._log_start if since_start else 0)
+                text = log.read().decode(errors="replace")
+            for line in text.splitlines():
                 if line.startswith("{"):
                     try:
                         records.append(json.loads(line))

@@ -12,15 +12,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from cryptography.hazmat.primitives import serialization
@@ -36,9 +34,13 @@ from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransp
 from pipelined.gcp.clients import FIRESTORE_EMULATOR
 from pipelined.gcp.ledger import document_id
 from pipelined.gcp.local import ANONYMOUS, GcpStack
-from pipelined.local import free_port
 from pipelined.tools import take_messages
-from tests.faults.daemon import FAST_SETTINGS, CollectedNotifications, Daemon, Notification
+from tests.faults.daemon import (
+    METRICS_ON_ANY_PORT,
+    CollectedNotifications,
+    Daemon,
+    Notification,
+)
 
 if TYPE_CHECKING:  # pytest only for a type: bench/chaos.py runs this outside pytest too
     import pytest
@@ -269,9 +271,7 @@ def ledger(stack: GcpStack) -> dict[str, dict[str, Any]]:
 # --- the daemon as a process ------------------------------------------------------------------
 
 
-def daemon_environment(
-    stack: GcpStack, metrics_port: int, settings: Mapping[str, str]
-) -> dict[str, str]:
+def daemon_environment(stack: GcpStack, settings: Mapping[str, str]) -> dict[str, str]:
     """``pipelined run``'s environment on ``stack``: nothing of the caller's clouds leaks in."""
     inherited = {
         name: value
@@ -281,8 +281,7 @@ def daemon_environment(
     return {
         **inherited,
         **stack.daemon_environment(),
-        "PIPELINED_METRICS_HOST": "127.0.0.1",
-        "PIPELINED_METRICS_PORT": str(metrics_port),
+        **METRICS_ON_ANY_PORT,
         **{f"PIPELINED_{name.upper()}": value for name, value in settings.items()},
     }
 
@@ -296,25 +295,10 @@ class GcpDaemon(Daemon):
 
     def __init__(self, stack: GcpStack, log_path: Path, **settings: str) -> None:
         self.gcp = stack
-        self.log_path = log_path
-        self.settings = {**FAST_SETTINGS, **{k.upper(): v for k, v in settings.items()}}
-        self.metrics_port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-        self.started_at = 0.0
+        self._prepare(log_path, settings)
 
-    def start(self) -> Self:
-        env = daemon_environment(self.gcp, self.metrics_port, self.settings)
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "pipelined", "run"],
-                env=env,
-                cwd=self.log_path.parent,  # no developer's .env is read
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self.started_at = time.monotonic()
-        return self
+    def environment(self) -> dict[str, str]:
+        return daemon_environment(self.gcp, self.settings)
 
 
 @dataclass
