@@ -286,8 +286,8 @@ def test_the_daemon_processes_files_with_only_the_worker_policy(
     ]
     held = uploads[-1]
     # Another consumer's live claim on one of them: the daemon's claim write is refused and
-    # returns the item (PutItem), the message goes back until the lease runs out
-    # (ChangeMessageVisibility), then the daemon takes the claim over.
+    # returns the item (PutItem), the delivery waits in place until the lease runs out, its
+    # message kept (ChangeMessageVisibility), then the daemon takes the claim over.
     hold_claim(stack, held, lease_s=3)
     watcher = Watcher(stack)
     daemon = Daemon(
