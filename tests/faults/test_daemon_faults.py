@@ -130,6 +130,20 @@ def test_throttled_ledger_writes_and_downloads_still_process_everything_once(
     assert_exactly_once(stack, watcher, uploads, marked=False)
 
 
+def one_file_through(
+    stack: LocalStack, prefix: str, *, timeout_s: float, quiet_s: float
+) -> tuple[Upload, Watcher]:
+    """Upload one file for the running daemon; return it and the watcher once it is notified,
+    the queue is empty and ``quiet_s`` passed without another notification."""
+    uploads = make_uploads(1, prefix=prefix)
+    upload(stack, uploads)
+    watcher = Watcher(stack)
+    assert watcher.wait_for_keys([uploads[0].key], timeout_s=timeout_s)
+    assert wait_until(lambda: queue_counts(stack) == (0, 0), timeout_s=15)
+    watcher.settle(quiet_s=quiet_s)
+    return uploads[0], watcher
+
+
 def test_a_failed_mark_notified_write_does_not_notify_twice(
     stack: LocalStack, proxy: ThreadedFaultProxy, daemons: Daemons
 ) -> None:
@@ -148,16 +162,11 @@ def test_a_failed_mark_notified_write_does_not_notify_twice(
         )
     )
     daemons.start()
-    uploads = make_uploads(1, prefix="notified/")
-    upload(stack, uploads)
-    watcher = Watcher(stack)
-    assert watcher.wait_for_keys([u.key for u in uploads], timeout_s=30)
-    assert wait_until(lambda: queue_counts(stack) == (0, 0), timeout_s=15)
-    watcher.settle(quiet_s=4)
+    uploaded, watcher = one_file_through(stack, "notified/", timeout_s=30, quiet_s=4)
     assert proxy.stats().injected_count("error:TransactionConflictException") == 1
-    assert watcher.per_key() == {uploads[0].key: 1}
+    assert watcher.per_key() == {uploaded.key: 1}
     assert daemons.events("notified_mark_failed") == 1
-    item = ledger(stack)[uploads[0].key]
+    item = ledger(stack)[uploaded.key]
     assert (item["status"], item["notified"]) == ("processed", False), "the mark is lost, only"
     assert queue_counts(stack, stack.dead_letter_queue_url) == (0, 0)
 
@@ -179,16 +188,11 @@ def test_transient_ledger_failures_are_retried_in_place_not_dead_lettered(
         )
     )
     daemons.start(retry_base_delay_s="1", retry_max_delay_s="2")
-    uploads = make_uploads(1, prefix="transient/")
-    upload(stack, uploads)
-    watcher = Watcher(stack)
-    assert watcher.wait_for_keys([u.key for u in uploads], timeout_s=45)
-    assert wait_until(lambda: queue_counts(stack) == (0, 0), timeout_s=15)
-    watcher.settle(quiet_s=1)
+    uploaded, watcher = one_file_through(stack, "transient/", timeout_s=45, quiet_s=1)
     assert proxy.stats().injected_count("error:TransactionConflictException") == failures
     assert queue_counts(stack, stack.dead_letter_queue_url) == (0, 0), "dead-lettered"
-    assert watcher.per_key() == {uploads[0].key: 1}
-    assert ledger(stack)[uploads[0].key]["status"] == "processed"
+    assert watcher.per_key() == {uploaded.key: 1}
+    assert ledger(stack)[uploaded.key]["status"] == "processed"
     # Two receives of three tries each, then a third that succeeds at once.
     assert daemons.events("message_retried_in_place") == 4
     assert daemons.events("message_retried") == 2
