@@ -13,11 +13,20 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeGuard
+from typing import Protocol
 
 from pipelined import jobclock, metrics
 from pipelined.concurrency import AimdLimit
-from pipelined.disposition import Ack, BackoffPolicy, Defer, Disposition, Reject, Retry
+from pipelined.disposition import (
+    DEFAULT_RETRIES_IN_PLACE,
+    Ack,
+    BackoffPolicy,
+    Defer,
+    Disposition,
+    Reject,
+    Retry,
+    is_short_retry,
+)
 from pipelined.errors import ThrottledError
 from pipelined.logs import get_logger
 from pipelined.metrics import Health
@@ -32,10 +41,6 @@ time after it is computed (botocore may even retry it), and SQS refuses one that
 ABANDONED_RECEIVE_MARGIN_S = 1.0
 """Added to the long poll of a receive given up at shutdown: the queue counts its wait from the
 request's arrival, a little after the consumer sent it."""
-
-IN_PLACE_RETRY_MAX_DELAY_S = 30
-"""The longest retry delay a delivery waits out in place, holding its slot; a longer backoff
-(a message that has come back several times already) goes back to the queue."""
 
 MIN_EXTENSION_DEADLINE_S = 0.5
 """The shortest time an extension call is given, even for a lease that has (nearly) run out:
@@ -98,7 +103,7 @@ class ConsumerConfig:
     delete_flush_s: float = 0.1
     lease_renew_interval_s: float = 20.0
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
-    retries_in_place: int = 2  # short retries of one delivery waited out before putting it back
+    retries_in_place: int = DEFAULT_RETRIES_IN_PLACE
 
 
 @dataclass(eq=False)
@@ -424,7 +429,7 @@ class Consumer:
                     delay_s=round(disposition.delay_s, 1),
                     reason=disposition.reason,
                 )
-            elif retries_left > 0 and _is_short(disposition):
+            elif retries_left > 0 and is_short_retry(disposition):
                 retries_left -= 1
                 metrics.MESSAGES.labels("retry_in_place").inc()
                 log.info(
@@ -667,13 +672,3 @@ class Consumer:
             # Let them land first, or they would hide the released messages again.
             await asyncio.wait(extensions)
         await self._release([(job.delivery, after_s) for job in jobs])
-
-
-def _is_short(disposition: Disposition) -> TypeGuard[Retry]:
-    """A retry to wait out in place: short, and not throttled (the limit must hear of that,
-    and a throttled service is better left alone a while)."""
-    return (
-        isinstance(disposition, Retry)
-        and not disposition.throttled
-        and disposition.delay_s <= IN_PLACE_RETRY_MAX_DELAY_S
-    )

@@ -6,12 +6,21 @@ import enum
 import math
 import random
 from dataclasses import dataclass
+from typing import TypeGuard
 
 from pipelined.errors import ClaimBusyError, PermanentError, RetryableError, ThrottledError
 from pipelined.quotas import SQS_MAX_VISIBILITY_TIMEOUT_S
 
 BUSY_MARGIN_S = 1.0
 """How long past a busy claim's lease a waiting delivery tries again."""
+
+IN_PLACE_RETRY_MAX_DELAY_S = 30
+"""The longest retry delay a delivery waits out in place, holding its slot; a longer backoff
+(a message that has come back several times already) goes back to the queue."""
+
+DEFAULT_RETRIES_IN_PLACE = 2
+"""Short retries one delivery waits out before it goes back to the queue (RETRIES_IN_PLACE).
+With the default backoff: three tries for each of a message's first three or four receives."""
 
 
 class JobOutcome(enum.Enum):
@@ -59,6 +68,17 @@ class Reject:
 
 
 Disposition = Ack | Retry | Defer | Reject
+
+
+def is_short_retry(disposition: Disposition) -> TypeGuard[Retry]:
+    """A retry the consumer may wait out in place, the message kept, rather than spend a
+    receive on: short, and not throttled (the concurrency limit must hear of that, and a
+    throttled service is better left alone a while)."""
+    return (
+        isinstance(disposition, Retry)
+        and not disposition.throttled
+        and disposition.delay_s <= IN_PLACE_RETRY_MAX_DELAY_S
+    )
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from pipelined.disposition import DEFAULT_RETRIES_IN_PLACE
 from pipelined.errors import ConfigError
 from pipelined.processing.options import DEFAULT_AVIF_SPEED, DEFAULT_WEBP_METHOD
 from pipelined.quotas import (
@@ -117,9 +118,9 @@ class Settings(BaseSettings):
     # 0 doubles to 0: every retry would come back after the 1 s floor, with no backoff at all.
     retry_base_delay_s: float = Field(default=5.0, gt=0)
     retry_max_delay_s: float = Field(default=900.0, ge=1, le=SQS_MAX_VISIBILITY_TIMEOUT_S)
-    # Short retries (consumer.IN_PLACE_RETRY_MAX_DELAY_S) one delivery waits out, slot and lease
-    # kept, before it goes back to the queue; 0: every retry goes back, spending a receive.
-    retries_in_place: int = Field(default=2, ge=0, le=10)
+    # Short retries (disposition.IN_PLACE_RETRY_MAX_DELAY_S) one delivery waits out, slot and
+    # lease kept, before it goes back to the queue; 0: every retry goes back, spending a receive.
+    retries_in_place: int = Field(default=DEFAULT_RETRIES_IN_PLACE, ge=0, le=10)
     delete_flush_s: float = Field(default=0.1, ge=0, le=10)
 
     # Processing.

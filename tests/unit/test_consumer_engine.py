@@ -12,7 +12,6 @@ from structlog.testing import capture_logs
 
 from pipelined import metrics
 from pipelined.consumer import (
-    IN_PLACE_RETRY_MAX_DELAY_S,
     BatchFailure,
     Consumer,
     ConsumerConfig,
@@ -20,7 +19,14 @@ from pipelined.consumer import (
     Delivery,
     Handler,
 )
-from pipelined.disposition import Ack, BackoffPolicy, Defer, Disposition, Retry
+from pipelined.disposition import (
+    IN_PLACE_RETRY_MAX_DELAY_S,
+    Ack,
+    BackoffPolicy,
+    Defer,
+    Disposition,
+    Retry,
+)
 from pipelined.errors import ThrottledError
 from pipelined.quotas import SQS_MAX_VISIBILITY_TIMEOUT_S
 from tests.integration.helpers import eventually

@@ -5,14 +5,17 @@ import pytest
 
 from pipelined import errors
 from pipelined.disposition import (
+    IN_PLACE_RETRY_MAX_DELAY_S,
     Ack,
     BackoffPolicy,
     Defer,
+    Disposition,
     JobOutcome,
     Reject,
     Retry,
     combine,
     decide,
+    is_short_retry,
 )
 from pipelined.errors import ClaimBusyError, CorruptFileError, RetryableError, ThrottledError
 
@@ -85,3 +88,32 @@ def test_throttling_is_marked_for_the_concurrency_limit() -> None:
 def test_errors_survive_the_trip_through_a_worker_process() -> None:
     error = pickle.loads(pickle.dumps(ClaimBusyError("busy", retry_after_s=7)))
     assert (str(error), error.retry_after_s) == ("busy", 7)
+
+
+@pytest.mark.parametrize(
+    ("disposition", "short"),
+    [
+        (Retry(IN_PLACE_RETRY_MAX_DELAY_S, "flaky"), True),
+        (Retry(IN_PLACE_RETRY_MAX_DELAY_S + 1, "flaky"), False),
+        (Retry(1, "ThrottledError: slow down", throttled=True), False),
+        (Defer(1, "busy"), False),  # waited out in place too, but as a deferral
+        (Ack(), False),
+        (Reject("corrupt"), False),
+    ],
+)
+def test_only_short_unthrottled_retries_are_waited_out_in_place(
+    disposition: Disposition, short: bool
+) -> None:
+    assert is_short_retry(disposition) is short
+
+
+def test_the_default_backoff_is_waited_out_in_place_for_three_or_four_receives() -> None:
+    rng, policy = random.Random(11), BackoffPolicy()  # RETRY_BASE_DELAY_S 5, doubling
+
+    def shares_short(receive: int) -> float:
+        delays = [policy.delay_s(receive, rng) for _ in range(400)]
+        return sum(is_short_retry(Retry(delay, "flaky")) for delay in delays) / len(delays)
+
+    assert [shares_short(receive) for receive in (1, 2, 3)] == [1.0, 1.0, 1.0]
+    assert 0.2 < shares_short(4) < 0.8  # 20 to 40 s: half of them within 30 s
+    assert shares_short(5) == 0.0  # 40 to 80 s
