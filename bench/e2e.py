@@ -729,7 +729,8 @@ def print_report(results: dict[str, Any]) -> None:
               f"({drift:.2f}x); the overhead is held against the mean of the two")  # fmt: skip
         if abs(drift - 1) > DRIFT_WARNING:
             print(f"WARNING: the machine's speed moved by {abs(drift - 1):.0%} during the run: "
-                  "CPU ratios are uncertain by as much")  # fmt: skip
+                  "every ratio against a baseline measured minutes apart (the overhead, the "
+                  "throughput over the loop) is uncertain by as much")  # fmt: skip
     print_machine(rows)
     if "idle" in results:
         idle = results["idle"]
