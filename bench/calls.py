@@ -7,11 +7,11 @@ waits are left out. It tells what the SDK and the HTTP stack cost per call befor
 pipelined's, and what a change to either (a batched call, the AWS CRT's signing and
 checksums) would save.
 
-  ledger put      PutItem of a claim-sized item, conditioned as the ledger's writes are
-  ledger record   PutItem of a finished job's whole document (two artifacts and metadata)
+  ledger put      the ledger store's write of a new object's claim (a conditioned PutItem)
+  ledger record   the same of a finished job's whole document (two artifacts and metadata)
   ledger mark     UpdateItem of the three fields a notification mark changes, as an option
                   to the whole-document write
-  publish         SNS Publish of a notification-sized message with attributes
+  publish         SnsNotifier's Publish of that job's notification
   publish x10     SNS PublishBatch of ten such messages (per call, not per message)
   put 20 KB       S3 PutObject of a thumbnail-sized body, sent as bytes (aws/s3.py)
   get 3 MB        S3 GetObject of a 12 MP photo's size, streamed to a file (aws/s3.py)
@@ -25,16 +25,15 @@ PYTHONPATH=DIR.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
 
 import uvloop
 from botocore.compat import HAS_CRT
@@ -43,9 +42,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tests.ministack: the emulator the bench runs on
 
 from pipelined.aws.clients import Clients, open_clients  # noqa: E402
-from pipelined.aws.ledger import item_to_dynamo  # noqa: E402
+from pipelined.aws.ledger import DynamoLedgerStore, item_key  # noqa: E402
 from pipelined.aws.s3 import S3Store  # noqa: E402
+from pipelined.aws.sns import SnsNotifier, sns_message  # noqa: E402
 from pipelined.events import ObjectEvent  # noqa: E402
+from pipelined.ledger.machine import ObjectState, Processing, Recorded, Version  # noqa: E402
+from pipelined.records import JobRecord, SourceObject, StoredArtifact  # noqa: E402
 from tests.ministack import ministack  # noqa: E402
 
 TABLE, BUCKET, TOPIC = "bench-ledger", "bench-calls", "bench-notifications"
@@ -56,34 +58,44 @@ THUMBNAIL_BYTES = 20_000
 Call = Callable[[int], Awaitable[object]]
 
 
-def record_document(index: int) -> dict[str, Any]:
-    """A finished photo's ledger document, shaped as pipelined.ledger.document writes it."""
-    version = "4f1c2b7e9d0a4c3b8e6f5a2d1c0b9a87"
+PHOTO_RECORD = JobRecord(
+    source=SourceObject(BUCKET, "photos/p.jpg", "d41d8cd98f00b204e9800998ecf8427e", PHOTO_BYTES),
+    status="processed",
+    kind="image",
+    attempts=1,
+    started_at="2026-12-03T16:00:00.000Z",
+    finished_at="2026-12-03T16:00:00.200Z",
+    duration_ms=200,
+    artifacts=tuple(
+        StoredArtifact(BUCKET, f"pipelined/{BUCKET}/photos/p.jpg/v1/thumb-{size}.webp",
+                       "image/webp", 15426, size, size * 3 // 4)
+        for size in (256, 1024)
+    ),
+    metadata={"width": 4000, "height": 3000, "format": "JPEG", "mode": "RGB",
+              "camera_make": "Canon", "camera_model": "EOS R6"},
+)  # fmt: skip
+"""A finished photo's record, two thumbnails and its metadata: what the ledger stores and the
+notification carries."""
 
-    def artifact(size: int) -> dict[str, Any]:
-        key = f"pipelined/{BUCKET}/photos/p{index}.jpg/{version}/thumb-{size}.webp"
-        return {"bucket": BUCKET, "key": key, "content_type": "image/webp", "size": 15426,
-                "width": size, "height": size * 3 // 4}  # fmt: skip
 
-    return {
-        "pk": f"s3://{BUCKET}/photos/p{index}.jpg", "bucket": BUCKET,
-        "object_key": f"photos/p{index}.jpg", "status": "processed", "version": version,
-        "sequencer": "0055AED6DCD90281E5", "kind": "image", "rule": "default",
-        "etag": "d41d8cd98f00b204e9800998ecf8427e", "size": PHOTO_BYTES, "version_id": version,
-        "artifacts": [artifact(256), artifact(1024)],
-        "metadata": {"width": 4000, "height": 3000, "format": "JPEG", "mode": "RGB",
-                     "frames": 1, "camera_make": "Canon", "camera_model": "EOS R6"},
-        "attempts": 1, "started_at": "2026-12-03T16:00:00.000Z",
-        "finished_at": "2026-12-03T16:00:00.200Z", "duration_ms": 200,
-        "recorded_by": "0123456789abcdef0123456789abcdef", "notified": False,
-        "notifier": "0123456789abcdef0123456789abcdef",
-        "notify_lease_expires_at": 1764777600.5, "forced": False, "rev": 2,
-        "write_id": "fedcba9876543210fedcba9876543210",
-    }  # fmt: skip
+def ledger_states() -> tuple[ObjectState, ObjectState]:
+    """A claim of a new object, and the same object recorded, its notification still held."""
+    version, owner = Version("v1", "0055AED6DCD90281E5"), uuid.uuid4().hex
+    lease_expires_at = time.time() + 120
+    claimed = ObjectState(processing=Processing(version, owner, lease_expires_at))
+    recorded = ObjectState(
+        recorded=Recorded(version, PHOTO_RECORD, owner, notifier=owner,
+                          notify_lease_expires_at=lease_expires_at)
+    )  # fmt: skip
+    return claimed, recorded
 
 
 async def prepare(clients: Clients, workdir: Path) -> dict[str, Call]:
-    """Create the table, bucket and topic; return each call type as a function of its index."""
+    """Create the table, bucket and topic; return each call type as a function of its index.
+
+    Each goes through the daemon's own port where it has one (the ledger store, the notifier,
+    the S3 store), so it costs what the daemon's call costs, serialisation included.
+    """
     dynamodb, s3, sns = clients.dynamodb, clients.s3, clients.sns
     await dynamodb.create_table(
         TableName=TABLE,
@@ -96,38 +108,33 @@ async def prepare(clients: Clients, workdir: Path) -> dict[str, Call]:
     await s3.put_object(Bucket=BUCKET, Key="photo", Body=os.urandom(PHOTO_BYTES))
     store, thumbnail = S3Store(s3), os.urandom(THUMBNAIL_BYTES)
     photo = ObjectEvent(bucket=BUCKET, key="photo", etag=None, size=PHOTO_BYTES)
-    message = json.dumps(record_document(0))
-    attributes = {"status": {"DataType": "String", "StringValue": "processed"}}
-    small_item = {"pk": {"S": ""}, "claim": {"M": {"owner": {"S": "0" * 32}}}}
+    ledger, notifier = DynamoLedgerStore(dynamodb, TABLE), SnsNotifier(sns, topic)
+    claimed, recorded = ledger_states()
+    message, attributes = PHOTO_RECORD.notification(), PHOTO_RECORD.notification_attributes()
 
     async def ledger_put(index: int) -> object:
-        item = {**small_item, "pk": {"S": f"claim/{index}"}}
-        return await dynamodb.put_item(
-            TableName=TABLE, Item=item, ConditionExpression="attribute_not_exists(pk)"
-        )
+        return await ledger.write(BUCKET, f"claim/{index}", None, claimed, uuid.uuid4().hex)
 
     async def ledger_record(index: int) -> object:
-        item = item_to_dynamo({**record_document(index), "pk": f"record/{index}"})
-        return await dynamodb.put_item(TableName=TABLE, Item=item)
+        return await ledger.write(BUCKET, f"record/{index}", None, recorded, uuid.uuid4().hex)
 
     async def ledger_mark(index: int) -> object:
         return await dynamodb.update_item(
             TableName=TABLE,
-            Key={"pk": {"S": f"record/{index}"}},
+            Key={"pk": {"S": item_key(BUCKET, f"marked/{index}")}},
             UpdateExpression="SET #notified = :yes, #rev = :next, #write = :write",
             ConditionExpression="#rev = :rev",
             ExpressionAttributeNames={"#notified": "notified", "#rev": "rev", "#write": "write_id"},
-            ExpressionAttributeValues={":yes": {"BOOL": True}, ":next": {"N": "3"},
-                                       ":rev": {"N": "2"}, ":write": {"S": "0" * 32}},
+            ExpressionAttributeValues={":yes": {"BOOL": True}, ":next": {"N": "2"},
+                                       ":rev": {"N": "1"}, ":write": {"S": uuid.uuid4().hex}},
         )  # fmt: skip
 
     async def publish(_: int) -> object:
-        return await sns.publish(TopicArn=topic, Message=message, MessageAttributes=attributes)
+        return await notifier.publish(message, attributes)
 
     async def publish_batch(_: int) -> object:
-        entries = [
-            {"Id": str(n), "Message": message, "MessageAttributes": attributes} for n in range(10)
-        ]
+        # SnsNotifier.publish's message, ten to a call.
+        entries = [{"Id": str(n), **sns_message(message, attributes)} for n in range(10)]
         return await sns.publish_batch(TopicArn=topic, PublishBatchRequestEntries=entries)
 
     async def put_thumbnail(index: int) -> object:
@@ -178,9 +185,10 @@ async def run(endpoint: str, count: int, rounds: int, only: list[str]) -> dict[s
         if unknown:
             raise SystemExit(f"unknown call types {sorted(unknown)}; known: {', '.join(calls)}")
         names = only or list(calls)
-        # Each mark moves a record from revision 2 to 3: write every record it will mark.
+        # Each mark moves a record of its own from revision 1 to 2: write them first.
+        ledger, (_, recorded) = DynamoLedgerStore(clients.dynamodb, TABLE), ledger_states()
         for index in range(-WARM_UP_CALLS, count * rounds):
-            await calls["ledger record"](index)
+            await ledger.write(BUCKET, f"marked/{index}", None, recorded, uuid.uuid4().hex)
         for name in names:
             await measure(calls[name], WARM_UP_CALLS, -WARM_UP_CALLS)
         results: dict[str, list[float]] = {name: [] for name in names}

@@ -18,11 +18,14 @@ class SnsNotifier:
 
     async def publish(self, message: dict[str, Any], attributes: dict[str, str]) -> None:
         with translated("sns.Publish"):
-            await self._client.publish(
-                TopicArn=self._topic_arn,
-                Message=json.dumps(message, ensure_ascii=False, default=str),
-                MessageAttributes={
-                    name: {"DataType": "String", "StringValue": value}
-                    for name, value in attributes.items()
-                },
-            )
+            await self._client.publish(TopicArn=self._topic_arn, **sns_message(message, attributes))
+
+
+def sns_message(message: dict[str, Any], attributes: dict[str, str]) -> dict[str, Any]:
+    """A notification as SNS takes it: the JSON body and string message attributes."""
+    return {
+        "Message": json.dumps(message, ensure_ascii=False, default=str),
+        "MessageAttributes": {
+            name: {"DataType": "String", "StringValue": value} for name, value in attributes.items()
+        },
+    }
