@@ -662,14 +662,20 @@ def baseline_ceiling_ms(results: dict[str, Any], fmt: str) -> float:
     away from the daemon's can put the ratio off by as much.
     """
     before = results["ceiling"][fmt]["per_file_ms"]
-    after = results.get("ceiling_after", {}).get("per_file_ms")
+    after = ceiling_after_ms(results)
     return float(before if after is None else (before + after) / 2)
+
+
+def ceiling_after_ms(results: dict[str, Any]) -> float | None:
+    """The processors' CPU per file measured again after the main daemon run, if it was."""
+    after = results.get("ceiling_after", {}).get("per_file_ms")
+    return None if after is None else float(after)
 
 
 def ceiling_drift(results: dict[str, Any], fmt: str) -> float | None:
     """The processors' CPU per file after the main daemon run over that before it."""
-    after = results.get("ceiling_after", {}).get("per_file_ms")
-    return None if after is None else float(after / results["ceiling"][fmt]["per_file_ms"])
+    after = ceiling_after_ms(results)
+    return None if after is None else after / results["ceiling"][fmt]["per_file_ms"]
 
 
 def targets(results: dict[str, Any], fmt: str) -> list[Target]:
@@ -722,9 +728,8 @@ def print_report(results: dict[str, Any]) -> None:
     for fmt, figures in results["ceiling"].items():
         print(f"processors alone ({fmt}): {figures['per_file_ms']:.1f} ms CPU per file")
     fmt = results["config"]["format"]
-    drift = ceiling_drift(results, fmt)
-    if drift is not None:
-        after = results["ceiling_after"]["per_file_ms"]
+    drift, after = ceiling_drift(results, fmt), ceiling_after_ms(results)
+    if drift is not None and after is not None:
         print(f"processors alone ({fmt}) again, after the main daemon run: {after:.1f} ms "
               f"({drift:.2f}x); the overhead is held against the mean of the two")  # fmt: skip
         if abs(drift - 1) > DRIFT_WARNING:

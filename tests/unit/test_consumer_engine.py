@@ -515,9 +515,10 @@ async def test_a_drain_ends_a_wait_in_place_and_puts_the_message_back_for_the_re
     handler, calls = scripted(waiting)
 
     config = ConsumerConfig(max_inflight=1, pollers=1, wait_time_s=0, drain_timeout_s=25)
-    with capture_logs():
+    with capture_logs() as logs:
         async with consuming(queue, handler, config):
             assert await eventually(lambda: len(calls) == 1)
-        # Left well before the drain timeout: the wait ended when the drain began.
+    # The wait ended when the drain began: the job was not left to the drain's timeout.
+    assert not [e for e in logs if e["event"] == "job_cancelled"]
     assert calls == [delivery]
     assert [(d, delay_s) for d, delay_s, _ in queue.released] == [(delivery, released_s)]
