@@ -57,6 +57,7 @@ from urllib.parse import unquote_plus
 
 import PIL
 from corpus import CorpusFile, photo_corpus, small_jobs_corpus
+from latency import LATENCY_VARIABLE, parse_latency
 from proctree import (
     CpuSplit,
     TreeSample,
@@ -123,11 +124,19 @@ class Output:
 EMULATORS = ("moto", "ministack")
 
 
+AWS_LIKE_LATENCY = "s3=20,dynamodb=5,sqs=10,sns=10"
+"""``--latency aws``, in ms: DynamoDB's single-digit milliseconds and S3's tens of milliseconds
+for small requests, at the low end of what AWS's guides give, so the sequential loop is not
+slowed more than AWS would slow it; SQS and SNS, which publish no figure, between the two."""
+
+
 @contextmanager
-def emulator_process(name: str) -> Iterator[tuple[str, int]]:
-    """Yield (endpoint URL, pid) of the emulator ``name``, in a process of its own."""
+def emulator_process(name: str, latency: str = "") -> Iterator[tuple[str, int]]:
+    """Yield (endpoint URL, pid) of the emulator ``name``, in a process of its own; with
+    ``latency`` (bench/latency.py's format), MiniStack answers each request that much later."""
     if name == "ministack":
-        with ministack() as running:
+        entry = Path(__file__).with_name("latency.py") if latency else None
+        with ministack(entry=entry, environment={LATENCY_VARIABLE: latency}) as running:
             yield running
     else:
         with moto_process() as running:
@@ -788,6 +797,13 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default="ministack",
         help="MiniStack (tests/ministack.py; half moto's CPU per file) or moto (bench/stack.py)",
     )
+    parser.add_argument(
+        "--latency",
+        type=latency_spec,
+        default="",
+        help="wait before each emulator answer, in ms per service: s3=20,dynamodb=5,sqs=10,"
+        f"sns=10; 'aws' for {AWS_LIKE_LATENCY} (MiniStack only; default: none)",
+    )
     parser.add_argument("--out", type=Path, default=Path("e2e-results.json"))
     parser.add_argument("--skip-idle", action="store_true")
     parser.add_argument("--skip-rss", action="store_true")
@@ -804,7 +820,20 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
              "small_jobs": 300}  # fmt: skip
     if "--quick" in (sys.argv[1:] if argv is None else argv):
         parser.set_defaults(**quick)  # what the command line says still wins
-    return parser.parse_args(argv)
+    arguments = parser.parse_args(argv)
+    if arguments.latency and arguments.emulator != "ministack":
+        parser.error("--latency needs --emulator ministack")
+    return arguments
+
+
+def latency_spec(text: str) -> str:
+    """--latency's value, checked here so that a typo stops the run before it starts."""
+    spec = AWS_LIKE_LATENCY if text == "aws" else text
+    try:
+        parse_latency(spec)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return spec
 
 
 def run(arguments: argparse.Namespace) -> dict[str, Any]:
@@ -835,7 +864,7 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
         for each in formats:
             step(f"processors alone, {each}")
             results["ceiling"][each] = ceiling(files, Output(each, sizes), workdir)
-        with emulator_process(arguments.emulator) as (endpoint, emulator_pid):
+        with emulator_process(arguments.emulator, arguments.latency) as (endpoint, emulator_pid):
             keep = {emulator_pid}
             step(f"sequential loop, {fmt}")
             results["sequential"] = asdict(

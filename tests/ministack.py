@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
@@ -48,9 +48,16 @@ class MinistackError(RuntimeError):
 
 
 @contextmanager
-def ministack(executable: Path = EXECUTABLE) -> Iterator[Running]:
+def ministack(
+    executable: Path = EXECUTABLE,
+    *,
+    entry: Path | None = None,
+    environment: Mapping[str, str] | None = None,
+) -> Iterator[Running]:
     """Run MiniStack until the block ends; yield its endpoint URL and process id.
 
+    ``entry``: a script that MiniStack's own interpreter runs instead of MiniStack's command,
+    with ``environment`` added to MiniStack's (the bench's network latency, bench/latency.py).
     It has a session of its own, so a Ctrl-C stops it only through the block's end, after
     whatever still talks to it.
     """
@@ -62,7 +69,10 @@ def ministack(executable: Path = EXECUTABLE) -> Iterator[Running]:
         )
     workdir = Path(tempfile.mkdtemp(prefix="ministack-"))
     log_path = workdir / "ministack.log"
-    environment = {
+    interpreter = executable.with_name("python")
+    command = [str(interpreter), str(entry)] if entry else [str(executable)]
+    variables = {
+        **(environment or {}),
         "PATH": os.environ.get("PATH", ""),
         "BIND_HOST": "127.0.0.1",
         "GATEWAY_PORT": "0",
@@ -72,10 +82,10 @@ def ministack(executable: Path = EXECUTABLE) -> Iterator[Running]:
     }
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [str(executable.with_name("python")), "-c", _STOP_WITH_PARENT, str(executable)],
+            [str(interpreter), "-c", _STOP_WITH_PARENT, *command],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=environment,
+            env=variables,
             start_new_session=True,
         )
     try:
