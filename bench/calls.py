@@ -15,6 +15,9 @@ checksums) would save.
   publish x10     SNS PublishBatch of ten such messages (per call, not per message)
   put 20 KB       S3 PutObject of a thumbnail-sized body, sent as bytes (aws/s3.py)
   get 3 MB        S3 GetObject of a 12 MP photo's size, streamed to a file (aws/s3.py)
+  receive         SqsQueue's ReceiveMessage that brings one message (aws/sqs.py)
+  delete          SqsQueue's DeleteMessageBatch of one of them: what each receive and delete
+                  costs tells what batching them saves
 
 Usage: python bench/calls.py [--calls 100] [--rounds 5] [--only NAME,...]
 To compare the AWS CRT (botocore's optional `crt` extra): install awscrt into a folder of its
@@ -45,15 +48,18 @@ from pipelined.aws.clients import Clients, open_clients  # noqa: E402
 from pipelined.aws.ledger import DynamoLedgerStore, item_key  # noqa: E402
 from pipelined.aws.s3 import S3Store  # noqa: E402
 from pipelined.aws.sns import SnsNotifier, sns_message  # noqa: E402
+from pipelined.aws.sqs import SqsQueue  # noqa: E402
+from pipelined.consumer import Delivery  # noqa: E402
 from pipelined.events import ObjectEvent  # noqa: E402
 from pipelined.ledger.machine import ObjectState, Processing, Recorded, Version  # noqa: E402
 from pipelined.records import JobRecord, SourceObject, StoredArtifact  # noqa: E402
 from tests.ministack import ministack  # noqa: E402
 
-TABLE, BUCKET, TOPIC = "bench-ledger", "bench-calls", "bench-notifications"
+TABLE, BUCKET, TOPIC, QUEUE = "bench-ledger", "bench-calls", "bench-notifications", "bench-events"
 WARM_UP_CALLS = 20
 PHOTO_BYTES = 3_000_000
 THUMBNAIL_BYTES = 20_000
+EVENT_BYTES = 1_200  # an S3 event notification's body is about this long
 
 Call = Callable[[int], Awaitable[object]]
 
@@ -90,8 +96,9 @@ def ledger_states() -> tuple[ObjectState, ObjectState]:
     return claimed, recorded
 
 
-async def prepare(clients: Clients, workdir: Path) -> dict[str, Call]:
-    """Create the table, bucket and topic; return each call type as a function of its index.
+async def prepare(clients: Clients, workdir: Path, messages: int) -> dict[str, Call]:
+    """Create the table, bucket, topic and a queue of ``messages``; return each call type as a
+    function of its index.
 
     Each goes through the daemon's own port where it has one (the ledger store, the notifier,
     the S3 store), so it costs what the daemon's call costs, serialisation included.
@@ -145,6 +152,15 @@ async def prepare(clients: Clients, workdir: Path) -> dict[str, Call]:
     async def get_photo(_: int) -> object:
         return await store.download(photo, workdir / "photo", PHOTO_BYTES)
 
+    queue, received = await filled_queue(clients, messages), list[Delivery]()
+
+    async def receive(_: int) -> object:
+        received.extend(await queue.receive(1, 0, 300))
+        return received
+
+    async def delete(_: int) -> object:
+        return await queue.delete([received.pop()])
+
     calls: dict[str, Call] = {
         "ledger put": ledger_put,
         "ledger record": ledger_record,
@@ -153,8 +169,19 @@ async def prepare(clients: Clients, workdir: Path) -> dict[str, Call]:
         "publish x10": publish_batch,
         "put 20 KB": put_thumbnail,
         "get 3 MB": get_photo,
+        "receive": receive,  # before delete: each delete takes a message a receive brought
+        "delete": delete,
     }
     return calls
+
+
+async def filled_queue(clients: Clients, messages: int) -> SqsQueue:
+    url = (await clients.sqs.create_queue(QueueName=QUEUE))["QueueUrl"]
+    body = "e" * EVENT_BYTES
+    for start in range(0, messages, 10):
+        entries = [{"Id": str(n), "MessageBody": body} for n in range(min(10, messages - start))]
+        await clients.sqs.send_message_batch(QueueUrl=url, Entries=entries)
+    return SqsQueue(clients.sqs, url)
 
 
 async def measure(call: Call, count: int, first: int) -> float:
@@ -180,11 +207,13 @@ async def run(endpoint: str, count: int, rounds: int, only: list[str]) -> dict[s
     async with AsyncExitStack() as stack:
         clients = await open_clients(stack, max_connections=10, region="us-east-1")
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="calls-")))
-        calls = await prepare(clients, workdir)
+        calls = await prepare(clients, workdir, WARM_UP_CALLS + count * rounds)
         unknown = set(only) - set(calls)
         if unknown:
             raise SystemExit(f"unknown call types {sorted(unknown)}; known: {', '.join(calls)}")
-        names = only or list(calls)
+        names = [name for name in calls if name in only] if only else list(calls)
+        if "delete" in names and "receive" not in names:
+            raise SystemExit("delete deletes what receive brought: ask for both")
         # Each mark moves a record of its own from revision 1 to 2: write them first.
         ledger, (_, recorded) = DynamoLedgerStore(clients.dynamodb, TABLE), ledger_states()
         for index in range(-WARM_UP_CALLS, count * rounds):

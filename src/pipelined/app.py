@@ -39,6 +39,7 @@ def consumer_config(settings: Settings) -> ConsumerConfig:
         lease_renew_interval_s=settings.lease_renew_interval_s,
         backoff=backoff_policy(settings),
         retries_in_place=settings.retries_in_place,
+        workers=settings.workers,
     )
 
 

@@ -100,10 +100,12 @@ class ConsumerConfig:
     visibility_timeout_s: int = 60
     max_job_time_s: int = 900  # of the job's own time: waiting for a worker does not count
     drain_timeout_s: float = 30.0
-    delete_flush_s: float = 0.1
+    delete_flush_s: float = 1.0
     lease_renew_interval_s: float = 20.0
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
     retries_in_place: int = DEFAULT_RETRIES_IN_PLACE
+    # The pool's workers: their share of the slots is refilled as each frees (Slots).
+    workers: int = 0
 
 
 @dataclass(eq=False)
@@ -120,17 +122,30 @@ class _Job:
 class Slots:
     """Counts free processing slots under an adaptive limit; pollers reserve before receiving."""
 
-    def __init__(self, limit: AimdLimit) -> None:
+    def __init__(self, limit: AimdLimit, workers: int = 0) -> None:
         self.limit = limit
+        self.workers = workers
         self.used = 0
         self.closed = False
         self.closed_event = asyncio.Event()
         self._freed = asyncio.Event()
         metrics.CONCURRENCY_LIMIT.set(limit.current)
 
+    def receive_floor(self) -> int:
+        """How many slots must be free before a poller receives.
+
+        Under load slots free one at a time, and receiving as each frees costs a receive per
+        message: SQS bills every call, and each costs the daemon a millisecond or more of CPU.
+        The slots beyond the workers' keep downloads and uploads going while the workers
+        process; a receive waits until half of those are free, so it brings several messages
+        while the other half and the workers' share stay busy. With no slots beyond the
+        workers' (or a limit lowered under throttling), one free slot is enough.
+        """
+        return max(1, min(SQS_MAX_BATCH, (self.limit.current - self.workers) // 2))
+
     async def reserve_up_to(self, wanted: int) -> int:
-        """Wait for at least one free slot, then take up to ``wanted``; 0 once closed."""
-        while self.used >= self.limit.current and not self.closed:
+        """Wait for ``receive_floor()`` free slots, then take up to ``wanted``; 0 once closed."""
+        while self.limit.current - self.used < self.receive_floor() and not self.closed:
             self._freed.clear()
             await self._freed.wait()
         if self.closed:
@@ -159,7 +174,7 @@ class Slots:
 
 
 class DeleteBatcher:
-    """Collects deletions and sends them ten at a time, or after a short flush interval."""
+    """Collects deletions and sends them ten at a time, or after a flush interval."""
 
     MAX_ATTEMPTS = 5
 
@@ -168,18 +183,23 @@ class DeleteBatcher:
         self._flush_interval_s = flush_interval_s
         self._pending: list[tuple[Delivery, int]] = []
         self._wakeup = asyncio.Event()
+        self._full = asyncio.Event()
 
     def add(self, delivery: Delivery) -> None:
         self._pending.append((delivery, 1))
         self._wakeup.set()
+        if len(self._pending) >= SQS_MAX_BATCH:
+            self._full.set()
 
     async def run(self) -> None:
         """Flush forever; cancel it, then call ``flush`` to send what is left."""
         while True:
             await self._wakeup.wait()
-            if len(self._pending) < SQS_MAX_BATCH:
-                await asyncio.sleep(self._flush_interval_s)
+            # A full batch goes at once; a partial one waits out the interval for company.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._full.wait(), self._flush_interval_s)
             self._wakeup.clear()
+            self._full.clear()
             await self.flush()
 
     async def flush(self) -> None:
@@ -244,7 +264,7 @@ class Consumer:
         self._health = health
         self._clock = clock
         self._rng = rng or random.Random()
-        self._slots = Slots(AimdLimit(config.max_inflight))
+        self._slots = Slots(AimdLimit(config.max_inflight), config.workers)
         # Keyed by delivery, not message id: a message redelivered while an earlier delivery of
         # it is still running here is a second job with its own lease.
         self._jobs: dict[Delivery, _Job] = {}
@@ -266,9 +286,11 @@ class Consumer:
         self._show_load()
 
     def _show_load(self) -> None:
-        """Jobs in flight, and slots free for more (a receive under way holds none of them)."""
+        """Jobs in flight, slots free for more (a receive under way holds none of them), and
+        how many must be free before a poller receives."""
         metrics.IN_FLIGHT.set(len(self._jobs))
         metrics.FREE_SLOTS.set(max(0, self._slots.limit.current - len(self._jobs)))
+        metrics.RECEIVE_FLOOR.set(self._slots.receive_floor())
 
     @property
     def in_flight(self) -> int:

@@ -57,6 +57,10 @@ IN_FLIGHT = Gauge("pipelined_in_flight_messages", "Messages received and not yet
 FREE_SLOTS = Gauge(
     "pipelined_free_slots", "Messages this process could still take under its concurrency limit."
 )
+RECEIVE_FLOOR = Gauge(
+    "pipelined_receive_floor_slots",
+    "Free slots a receive waits for: half of those beyond the workers' share, at least 1.",
+)
 CONCURRENCY_LIMIT = Gauge(
     "pipelined_concurrency_limit",
     "Messages this process may hold at once; lowered when the cloud throttles (AIMD).",

@@ -224,6 +224,8 @@ async def test_a_daemons_metrics_after_a_few_files(
     assert value(after, "pipelined_pool_queued_jobs") == 0
     assert value(after, "pipelined_job_timeout_seconds") == settings.job_timeout_s
     assert value(after, "pipelined_free_slots") == settings.max_inflight
+    floor = max(1, (settings.max_inflight - settings.workers) // 2)
+    assert value(after, "pipelined_receive_floor_slots") == floor
     assert _labels_of(after, "pipelined_build_info")["backend"] == "aws"
 
 

@@ -58,6 +58,7 @@ class FakeQueue:
         self.receive_error: Exception | None = None
         self.empty_receive_hangs = False  # a receive that finds nothing never returns
         self.receives = 0
+        self.asked: list[int] = []  # each receive's max_messages
         self.received_at: dict[Delivery, float] = {}
         self.extended: list[tuple[Delivery, int, float]] = []  # (delivery, visibility, when)
         self.released: list[tuple[Delivery, int, float]] = []
@@ -82,6 +83,7 @@ class FakeQueue:
         self, max_messages: int, wait_time_s: int, visibility_timeout_s: int
     ) -> list[Delivery]:
         self.receives += 1
+        self.asked.append(max_messages)
         if self.receive_error is not None:
             raise self.receive_error
         if not self.waiting:
@@ -262,6 +264,23 @@ async def test_a_delete_in_flight_when_the_batcher_is_cancelled_is_sent_by_the_f
     assert sorted(d.message_id for d in queue.deleted) == ["m0", "m1", "m2"]
 
 
+async def test_a_full_batch_of_deletes_goes_out_without_waiting_for_the_interval() -> None:
+    queue = FakeQueue()
+    deliveries = queue.send(12)
+    batcher = DeleteBatcher(queue, flush_interval_s=30)
+    running = asyncio.create_task(batcher.run())
+    try:
+        batcher.add(deliveries[0])
+        await asyncio.sleep(0.05)  # the batcher is waiting for more to come
+        for delivery in deliveries[1:]:
+            batcher.add(delivery)
+        assert await eventually(lambda: len(queue.deleted) >= 10, timeout_s=5)
+        assert queue.deleted[:10] == deliveries[:10]
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+
+
 # --- k: nothing passes twelve hours since the receive ---------------------------------------
 
 NEAR_THE_LIMIT_S = SQS_MAX_VISIBILITY_TIMEOUT_S - 100
@@ -436,6 +455,55 @@ async def test_the_drain_waits_for_a_disposition_still_being_applied() -> None:
 
 
 # --- m: short retries waited out in place ---------------------------------------------------
+
+
+# --- receives under load ---------------------------------------------------------------------
+
+
+def held() -> tuple[Handler, dict[str, asyncio.Event]]:
+    """A handler whose job for message ``m<n>`` finishes when the test sets its event."""
+    finish: dict[str, asyncio.Event] = {}
+
+    async def handler(delivery: Delivery) -> Disposition:
+        await finish.setdefault(delivery.message_id, asyncio.Event()).wait()
+        return Ack()
+
+    return handler, finish
+
+
+async def finish_one_by_one(finish: dict[str, asyncio.Event], message_ids: Sequence[str]) -> None:
+    for message_id in message_ids:
+        finish.setdefault(message_id, asyncio.Event()).set()
+        await asyncio.sleep(0.05)  # time for a poller to act on the freed slot
+
+
+async def test_under_load_a_receive_waits_for_half_the_slots_beyond_the_workers() -> None:
+    """Slots free one at a time under load: receiving for each as it frees costs a receive per
+    message (SQS bills each call, and each costs the daemon CPU). With 8 slots and 2 workers a
+    receive waits for 3 free slots; the workers' share of the slots never waits for it."""
+    queue = FakeQueue()
+    queue.send(30)
+    handler, finish = held()
+    config = ConsumerConfig(
+        max_inflight=8, workers=2, pollers=1, wait_time_s=0, drain_timeout_s=0.5
+    )
+    async with consuming(queue, handler, config) as consumer:
+        assert await eventually(lambda: consumer.in_flight == 8)
+        await finish_one_by_one(finish, [f"m{index}" for index in range(6)])
+        assert queue.asked == [8, 3, 3]
+
+
+async def test_with_no_slots_beyond_the_workers_each_freed_slot_is_refilled_at_once() -> None:
+    queue = FakeQueue()
+    queue.send(10)
+    handler, finish = held()
+    config = ConsumerConfig(
+        max_inflight=2, workers=2, pollers=1, wait_time_s=0, drain_timeout_s=0.5
+    )
+    async with consuming(queue, handler, config) as consumer:
+        assert await eventually(lambda: consumer.in_flight == 2)
+        await finish_one_by_one(finish, ["m0", "m1", "m2"])
+        assert queue.asked == [2, 1, 1, 1]
 
 
 def scripted(*dispositions: Disposition) -> tuple[Handler, list[Delivery]]:
