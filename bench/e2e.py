@@ -17,8 +17,13 @@ uploaded in one burst (4 threads); the window runs from the first upload to the 
 notification read from a queue subscribed to the topic (as `pipelined watch` reads it), and a
 file's latency is its notification's arrival minus the end of its upload.
 
+Each daemon run also counts the daemon's cloud calls per file, from its /metrics.
+
 Then, separately: the daemon's idle CPU while it long-polls an empty queue, and its RSS (main
 process and workers) over many small jobs.
+
+With --latency (bench/latency.py) MiniStack answers each request after a fixed wait per
+service, so the loop and the daemon meet a network's latency in the same run.
 
 The emulator (MiniStack, tests/ministack.py; or moto, bench/stack.py) runs in a process of its
 own; its CPU is never counted as the daemon's, but is reported beside it with this process's
@@ -30,7 +35,7 @@ JSON (--out).
 Usage: python bench/e2e.py [--photos 96] [--pdfs 24] [--megapixels 12] [--pages 20]
                            [--format jpeg] [--workers 2] [--out e2e.json] [--quick]
                            [--skip-idle] [--skip-rss] [--idle-seconds 60] [--small-jobs 10000]
-                           [--profile FILE] [--emulator ministack|moto]
+                           [--profile FILE] [--emulator ministack|moto] [--latency aws|SPEC]
 """
 
 from __future__ import annotations
@@ -46,7 +51,9 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
@@ -67,6 +74,7 @@ from proctree import (
     reap_adopted,
     sample_tree,
 )
+from prometheus_client.parser import text_string_to_metric_families
 
 from pipelined.local import LocalStack, provision
 from pipelined.processing import ProcessingOptions, process_file
@@ -256,6 +264,7 @@ class Flow:
     artifacts_per_file: float
     cpu: dict[str, float] = field(default_factory=dict)
     machine: dict[str, float] = field(default_factory=dict)
+    calls_per_file: dict[str, float] = field(default_factory=dict)  # the daemon's, by call
 
 
 @dataclass(frozen=True)
@@ -402,6 +411,7 @@ def daemon_burst(
         Notifications(stack) as notes,
     ):
         warm_up(stack, files, workers, notes)
+        calls_before = cloud_calls(daemon)
         with py_spy(daemon.pid, profile):
             before = sample_tree(daemon.pid)
             machine_before = MachineSample.now(emulator_pid)
@@ -415,11 +425,35 @@ def daemon_burst(
                 f"only {len(notes.arrived)} of {len(files)} notifications arrived:\n"
                 + daemon.log_tail()
             )
+        time.sleep(DELETES_SETTLE_S)
+        calls = cloud_calls(daemon) - calls_before
     flow = flow_of(started, uploaded, notes, len(files))
+    flow.calls_per_file = {
+        name: round(count / len(files), 3) for name, count in sorted(calls.items())
+    }
     split = after.minus(before)
     flow.cpu = cpu_per_file(split, len(files))
     flow.machine = machine_per_file(machine_before, machine_after, len(files), split.total_s)
     return flow
+
+
+DELETES_SETTLE_S = 1.5
+"""Past DELETE_FLUSH_S's default of 1 s: the burst's last deletes are sent, and counted."""
+
+
+def cloud_calls(daemon: Daemon) -> Counter[str]:
+    """The daemon's cloud calls so far, every outcome, by service.Operation (its /metrics)."""
+    url = f"http://127.0.0.1:{daemon.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        text = reply.read().decode()
+    calls: Counter[str] = Counter()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "pipelined_cloud_calls_total":
+                calls[f"{sample.labels['service']}.{sample.labels['operation']}"] += int(
+                    sample.value
+                )
+    return calls
 
 
 def warm_up(
@@ -719,6 +753,14 @@ def targets(results: dict[str, Any], fmt: str) -> list[Target]:
     return rows
 
 
+def print_calls(daemon_runs: dict[str, dict[str, Any]]) -> None:
+    """Each daemon run's cloud calls per file: the job's own and its share of the batched."""
+    for name, flow in daemon_runs.items():
+        calls = flow.get("calls_per_file") or {}
+        listed = ", ".join(f"{call} {count:.2f}" for call, count in calls.items())
+        print(f"calls per file, daemon {name}: {sum(calls.values()):.2f} ({listed})")
+
+
 def print_report(results: dict[str, Any]) -> None:
     print()
     print(f"{'run':<22}{'files/s':>9}{'p50 s':>8}{'p99 s':>8}{'CPU/file ms':>13}"
@@ -746,6 +788,7 @@ def print_report(results: dict[str, Any]) -> None:
                   "every ratio against a baseline measured minutes apart (the overhead, the "
                   "throughput over the loop) is uncertain by as much")  # fmt: skip
     print_machine(rows)
+    print_calls(results["daemon"])
     if "idle" in results:
         idle = results["idle"]
         print(f"idle: {idle['cpu_s']:.3f} s CPU in {idle['seconds']:.0f} s of long polling")
