@@ -477,33 +477,29 @@ async def finish_one_by_one(finish: dict[str, asyncio.Event], message_ids: Seque
         await asyncio.sleep(0.05)  # time for a poller to act on the freed slot
 
 
-async def test_under_load_a_receive_waits_for_half_the_slots_beyond_the_workers() -> None:
+@pytest.mark.parametrize(
+    ("max_inflight", "finished", "asked"),
+    [
+        (8, 6, [8, 3, 3]),  # 2 workers: a receive waits for half of the 6 slots beyond theirs
+        (2, 3, [2, 1, 1, 1]),  # none beyond the workers': each freed slot is refilled at once
+    ],
+)
+async def test_under_load_a_receive_waits_for_half_the_slots_beyond_the_workers(
+    max_inflight: int, finished: int, asked: list[int]
+) -> None:
     """Slots free one at a time under load: receiving for each as it frees costs a receive per
-    message (SQS bills each call, and each costs the daemon CPU). With 8 slots and 2 workers a
-    receive waits for 3 free slots; the workers' share of the slots never waits for it."""
+    message (SQS bills each call, and each costs the daemon CPU). The workers' share of the
+    slots is refilled as it frees; the rest waits until half of it is free."""
     queue = FakeQueue()
     queue.send(30)
     handler, finish = held()
     config = ConsumerConfig(
-        max_inflight=8, workers=2, pollers=1, wait_time_s=0, drain_timeout_s=0.5
+        max_inflight=max_inflight, workers=2, pollers=1, wait_time_s=0, drain_timeout_s=0.5
     )
     async with consuming(queue, handler, config) as consumer:
-        assert await eventually(lambda: consumer.in_flight == 8)
-        await finish_one_by_one(finish, [f"m{index}" for index in range(6)])
-        assert queue.asked == [8, 3, 3]
-
-
-async def test_with_no_slots_beyond_the_workers_each_freed_slot_is_refilled_at_once() -> None:
-    queue = FakeQueue()
-    queue.send(10)
-    handler, finish = held()
-    config = ConsumerConfig(
-        max_inflight=2, workers=2, pollers=1, wait_time_s=0, drain_timeout_s=0.5
-    )
-    async with consuming(queue, handler, config) as consumer:
-        assert await eventually(lambda: consumer.in_flight == 2)
-        await finish_one_by_one(finish, ["m0", "m1", "m2"])
-        assert queue.asked == [2, 1, 1, 1]
+        assert await eventually(lambda: consumer.in_flight == max_inflight)
+        await finish_one_by_one(finish, [f"m{index}" for index in range(finished)])
+        assert queue.asked == asked
 
 
 def scripted(*dispositions: Disposition) -> tuple[Handler, list[Delivery]]:
