@@ -57,7 +57,6 @@ class FakeQueue:
         self.waiting: list[Delivery] = []
         self.receive_error: Exception | None = None
         self.empty_receive_hangs = False  # a receive that finds nothing never returns
-        self.receives = 0
         self.asked: list[int] = []  # each receive's max_messages
         self.received_at: dict[Delivery, float] = {}
         self.extended: list[tuple[Delivery, int, float]] = []  # (delivery, visibility, when)
@@ -69,6 +68,10 @@ class FakeQueue:
         self.before_release: Hook = _no_hook
         self.before_delete: Hook = _no_hook
         self._extending: set[Delivery] = set()
+
+    @property
+    def receives(self) -> int:
+        return len(self.asked)
 
     def send(self, count: int) -> list[Delivery]:
         start = len(self.received_at) + len(self.waiting)
@@ -82,7 +85,6 @@ class FakeQueue:
     async def receive(
         self, max_messages: int, wait_time_s: int, visibility_timeout_s: int
     ) -> list[Delivery]:
-        self.receives += 1
         self.asked.append(max_messages)
         if self.receive_error is not None:
             raise self.receive_error
@@ -264,23 +266,6 @@ async def test_a_delete_in_flight_when_the_batcher_is_cancelled_is_sent_by_the_f
     assert sorted(d.message_id for d in queue.deleted) == ["m0", "m1", "m2"]
 
 
-async def test_a_full_batch_of_deletes_goes_out_without_waiting_for_the_interval() -> None:
-    queue = FakeQueue()
-    deliveries = queue.send(12)
-    batcher = DeleteBatcher(queue, flush_interval_s=30)
-    running = asyncio.create_task(batcher.run())
-    try:
-        batcher.add(deliveries[0])
-        await asyncio.sleep(0.05)  # the batcher is waiting for more to come
-        for delivery in deliveries[1:]:
-            batcher.add(delivery)
-        assert await eventually(lambda: len(queue.deleted) >= 10, timeout_s=5)
-        assert queue.deleted[:10] == deliveries[:10]
-    finally:
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
-
-
 # --- k: nothing passes twelve hours since the receive ---------------------------------------
 
 NEAR_THE_LIMIT_S = SQS_MAX_VISIBILITY_TIMEOUT_S - 100
@@ -454,10 +439,7 @@ async def test_the_drain_waits_for_a_disposition_still_being_applied() -> None:
     assert [(d, delay_s) for d, delay_s, _ in queue.released] == [(delivery, 5)]
 
 
-# --- m: short retries waited out in place ---------------------------------------------------
-
-
-# --- receives under load ---------------------------------------------------------------------
+# --- receives and deletes under load ---------------------------------------------------------
 
 
 def held() -> tuple[Handler, dict[str, asyncio.Event]]:
@@ -500,6 +482,26 @@ async def test_under_load_a_receive_waits_for_half_the_slots_beyond_the_workers(
         assert await eventually(lambda: consumer.in_flight == max_inflight)
         await finish_one_by_one(finish, [f"m{index}" for index in range(finished)])
         assert queue.asked == asked
+
+
+async def test_a_full_batch_of_deletes_goes_out_without_waiting_for_the_interval() -> None:
+    queue = FakeQueue()
+    deliveries = queue.send(12)
+    batcher = DeleteBatcher(queue, flush_interval_s=30)
+    running = asyncio.create_task(batcher.run())
+    try:
+        batcher.add(deliveries[0])
+        await asyncio.sleep(0.05)  # the batcher is waiting for more to come
+        for delivery in deliveries[1:]:
+            batcher.add(delivery)
+        assert await eventually(lambda: len(queue.deleted) >= 10, timeout_s=5)
+        assert queue.deleted[:10] == deliveries[:10]
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+
+
+# --- m: short retries waited out in place ---------------------------------------------------
 
 
 def scripted(*dispositions: Disposition) -> tuple[Handler, list[Delivery]]:
