@@ -23,6 +23,7 @@ from pipelined.processing.options import EncoderEffort
 from pipelined.queuestats import QueueStatsPoller, ReceivedAges
 from pipelined.sdnotify import SystemdNotifier
 from pipelined.settings import Settings
+from pipelined.staging import JobFolders
 
 log = get_logger(__name__)
 
@@ -66,7 +67,6 @@ def pipeline_config(settings: Settings) -> PipelineConfig:
         max_object_bytes=settings.max_object_bytes,
         claim_lease_s=settings.claim_lease_s,
         presign_ttl_s=settings.presign_ttl_s,
-        tmp_dir=settings.tmp_dir,
     )
 
 
@@ -94,6 +94,8 @@ async def run_daemon(
         log.info("metrics_listening", port=metrics.bound_port(runner))
         throttled = ThrottleSignal()
         backend = await open_backend(settings, stack, throttled)
+        folders = JobFolders(settings.tmp_dir)
+        stack.callback(folders.close)  # after the pool's: no worker is left writing there
         pool = WorkerPool(
             settings.workers,
             settings.job_timeout_s,
@@ -109,6 +111,7 @@ async def run_daemon(
             backend.notifier,
             pool,
             pipeline_config(settings),
+            folders=folders,
         )
         consumer = Consumer(
             backend.queue,

@@ -7,7 +7,6 @@ The ledger is ``pipelined.ledger``: its state machine over the backend's compare
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -42,6 +41,7 @@ from pipelined.processing import (
 )
 from pipelined.records import JobRecord, SourceObject, StoredArtifact
 from pipelined.rules import Rule, select
+from pipelined.staging import JobFolders
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -66,8 +66,9 @@ class ObjectStore(Protocol):
     async def download(
         self, event: ObjectEvent, destination: Path, max_bytes: int, *, current_only: bool = False
     ) -> ObjectInfo:
-        """Fetch the version ``event`` names; with ``current_only``, only if it is still the
-        object's current version (SourceOverwrittenError otherwise)."""
+        """Fetch the version ``event`` names into ``destination``, written over in place
+        (``staging.write_over``); with ``current_only``, only if it is still the object's
+        current version (SourceOverwrittenError otherwise)."""
         ...
 
     async def upload(self, bucket: str, key: str, source: Path, content_type: str) -> int:
@@ -93,7 +94,6 @@ class PipelineConfig:
     max_object_bytes: int
     claim_lease_s: int
     presign_ttl_s: int = 0
-    tmp_dir: str | None = None
     rules: tuple[Rule, ...] = ()  # the rules file's, in order; none: the default rule only
 
 
@@ -107,12 +107,15 @@ class Pipeline:
         notifier: Notifier,
         runner: Runner,
         config: PipelineConfig,
+        *,
+        folders: JobFolders,
     ) -> None:
         self._store = store
         self._ledger = ledger
         self._notifier = notifier
         self._runner = runner
         self._config = config
+        self._folders = folders
 
     def is_own_output(self, event: ObjectEvent) -> bool:
         """Artifacts written into a watched bucket must never be processed again."""
@@ -202,12 +205,11 @@ class Pipeline:
             # is still recorded under the rule its bucket and key lead to.
             rule=self._rule(event, None).name,
         )
-        with tempfile.TemporaryDirectory(prefix="pipelined-", dir=self._config.tmp_dir) as work:
-            source_path = Path(work) / "source"
+        with self._folders.job_folder() as folder:
             try:
                 stage_started = time.monotonic()
-                info = await self._fetch(event, source_path, claim)
-                kind = sniff_kind(_read_head(source_path))
+                info = await self._fetch(event, folder.source, claim)
+                kind = sniff_kind(_read_head(folder.source))
                 stage_started = _stage_done(kind or "unknown", "download", stage_started)
                 metrics.DOWNLOADED_BYTES.inc(info.size)
                 rule = self._rule(event, kind)
@@ -218,7 +220,9 @@ class Pipeline:
                     rule=rule.name,
                 )
                 options = rule.options(self._config.options)
-                result = await self._runner.run(process_file, str(source_path), work, options)
+                result = await self._runner.run(
+                    process_file, str(folder.source), str(folder.output), options
+                )
                 stage_started = _stage_done(record.kind, "process", stage_started)
                 artifacts = await self._upload(event, result)
                 _stage_done(record.kind, "upload", stage_started)

@@ -53,6 +53,16 @@ class ObjectStoreContract:
         assert (tmp_path / "source").read_bytes() == BODY
         assert (info.size, info.content_type) == (len(BODY), "image/jpeg")
 
+    async def test_a_download_writes_over_a_longer_file_and_leaves_only_its_own_bytes(
+        self, backend: StoreBackend, tmp_path: Path
+    ) -> None:
+        # Job folders keep the last job's source (staging.py): the next download writes over it.
+        staged = tmp_path / "source"
+        staged.write_bytes(b"the previous job's longer source " * 200)
+        event = backend.put("photos/next.jpg", BODY, "image/jpeg")
+        await backend.store.download(event, staged, max_bytes=len(BODY))
+        assert staged.read_bytes() == BODY
+
     async def test_an_older_version_is_read_as_it_was(
         self, backend: StoreBackend, tmp_path: Path
     ) -> None:

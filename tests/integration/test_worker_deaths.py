@@ -21,6 +21,7 @@ from pipelined.ledger.store import Ledger, ProcessGrant
 from pipelined.local import REGION, LocalStack
 from pipelined.pipeline import WORKER_DEATHS_BEFORE_FAILING, Pipeline
 from pipelined.pool import WorkerPool
+from pipelined.staging import JobFolders
 from tests.hostile import jobs
 from tests.integration.helpers import fast_settings, ledger_item, notifications, put
 
@@ -50,6 +51,7 @@ async def crashing_pipeline(stack: LocalStack) -> AsyncIterator[tuple[Pipeline, 
     """A pipeline on the stack whose every job kills its worker; and its ledger."""
     settings = fast_settings()
     pool = WorkerPool(workers=1, timeout_s=20, memory_mb=1024)
+    folders = JobFolders()
     try:
         async with AsyncExitStack() as exits:
             clients = await open_clients(exits, max_connections=10, region=REGION)
@@ -63,11 +65,13 @@ async def crashing_pipeline(stack: LocalStack) -> AsyncIterator[tuple[Pipeline, 
                     SnsNotifier(clients.sns, stack.topic_arn),
                     NativeCrashRunner(pool),
                     pipeline_config(settings),
+                    folders=folders,
                 ),
                 ledger,
             )
     finally:
         pool.close()
+        folders.close()
 
 
 @pytest.mark.timeout(60)

@@ -10,6 +10,7 @@ from pipelined.aws.errors import translated
 from pipelined.errors import LimitExceededError, SourceOverwrittenError
 from pipelined.events import ObjectEvent
 from pipelined.pipeline import ObjectInfo
+from pipelined.staging import write_over
 
 if TYPE_CHECKING:
     from aiobotocore.response import StreamingBody
@@ -108,7 +109,7 @@ def _check_size(size: int, max_bytes: int) -> None:
 async def _stream(body: StreamingBody, destination: Path, max_bytes: int) -> int:
     """Write body to destination; the number of bytes written."""
     written = 0
-    with destination.open("wb") as file:
+    with write_over(destination) as file:
         async for chunk in body.iter_chunks(CHUNK_BYTES):
             written += len(chunk)
             if written > max_bytes:  # the length header lied

@@ -30,6 +30,7 @@ from pipelined.errors import (
 from pipelined.events import ObjectEvent
 from pipelined.gcp.errors import translated
 from pipelined.pipeline import ObjectInfo
+from pipelined.staging import write_over
 
 T = TypeVar("T")
 
@@ -70,7 +71,7 @@ class GcsStore:
         try:
             with (
                 translated("storage.objects.get", source_object=True),
-                destination.open("wb") as file,
+                write_over(destination) as file,
             ):
                 capped = _CappedWriter(file, max_bytes)
                 await self._call(blob.download_to_file, capped, **condition)
