@@ -11,10 +11,15 @@ So each folder outlives its job and keeps one thing: the source, which the next 
 writes over and cuts to its own length (``write_over``). The artifacts go into a subfolder
 made for the job and removed with it, so nothing a job writes can reach the next: not even a
 late write from the child of a worker that was killed mid-job.
+
+A daemon killed outright (SIGKILL, the OOM killer) cannot remove its folders, and a
+container's emptyDir outlives restarts of the container. So each daemon's root holds a lock
+while the daemon lives, and a starting daemon removes the roots whose lock nobody holds.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
@@ -23,6 +28,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+
+from pipelined.logs import get_logger
+
+log = get_logger(__name__)
+
+ROOT_PREFIX = "pipelined-"
+_SETUP_PREFIX = ".pipelined-setup-"
+_LOCK_NAME = ".lock"
 
 SOURCE_NAME = "source"
 
@@ -46,9 +59,12 @@ class JobFolders:
     """
 
     def __init__(self, parent: str | None = None) -> None:
-        # mkdtemp's folders are the user's own (0700) and unique: two daemons never meet.
-        self._root = Path(tempfile.mkdtemp(prefix="pipelined-", dir=parent))
+        parent_dir = Path(tempfile.gettempdir() if parent is None else parent)
+        self._root, self._lock = _locked_root(parent_dir)
         self._idle: list[Path] = []
+        removed = _remove_abandoned_roots(parent_dir)
+        if removed:
+            log.info("abandoned_job_folders_removed", roots=removed, parent=str(parent_dir))
 
     @contextmanager
     def job_folder(self) -> Iterator[JobFolder]:
@@ -63,6 +79,42 @@ class JobFolders:
 
     def close(self) -> None:
         shutil.rmtree(self._root, ignore_errors=True)
+        os.close(self._lock)
+
+
+def _locked_root(parent: Path) -> tuple[Path, int]:
+    """A new root and the descriptor of its held lock.
+
+    mkdtemp's folders are the user's own (0700) and unique. The root is locked before it takes
+    the name other daemons look for, so none of them ever sees it unlocked.
+    """
+    setup = Path(tempfile.mkdtemp(prefix=_SETUP_PREFIX, dir=parent))
+    lock = os.open(setup / _LOCK_NAME, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    root = parent / (ROOT_PREFIX + setup.name.removeprefix(_SETUP_PREFIX))
+    setup.rename(root)
+    return root, lock
+
+
+def _remove_abandoned_roots(parent: Path) -> int:
+    """Remove every root under ``parent`` whose daemon is gone; how many there were."""
+    return sum(_remove_if_abandoned(root) for root in parent.glob(ROOT_PREFIX + "*"))
+
+
+def _remove_if_abandoned(root: Path) -> bool:
+    try:
+        lock = os.open(root / _LOCK_NAME, os.O_WRONLY | os.O_CLOEXEC)
+    except OSError:  # no lock: not a root of ours (another user's, an older version's folder)
+        return False
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:  # its daemon is alive (this one's own root included)
+        os.close(lock)
+        return False
+    # Removed while the lock is held, so that another daemon starting now leaves it alone.
+    shutil.rmtree(root, ignore_errors=True)
+    os.close(lock)
+    return True
 
 
 def _remove_if_large(source: Path) -> None:

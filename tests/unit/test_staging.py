@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from pipelined.staging import KEEP_SOURCE_MAX_BYTES, JobFolders, write_over
+from pipelined.staging import KEEP_SOURCE_MAX_BYTES, ROOT_PREFIX, JobFolders, write_over
 
 
 @pytest.fixture
@@ -85,3 +88,59 @@ def test_close_removes_every_folder(tmp_path: Path, folders: JobFolders) -> None
         folder.source.write_bytes(b"source")
     folders.close()
     assert list(tmp_path.iterdir()) == []
+
+
+# A daemon that stages a source and then waits to be killed: the kill leaves its root behind.
+KILLED_DAEMON = """
+import sys
+from pipelined.staging import JobFolders
+folders = JobFolders(sys.argv[1])
+with folders.job_folder() as folder:
+    folder.source.write_bytes(b"a source")
+print(folder.source.parent.parent, flush=True)
+sys.stdin.read()
+"""
+
+
+def roots(parent: Path) -> set[Path]:
+    return set(parent.glob(ROOT_PREFIX + "*"))
+
+
+@pytest.mark.timeout(30)
+def test_a_killed_daemons_folders_are_removed_when_the_next_one_starts(tmp_path: Path) -> None:
+    with subprocess.Popen(
+        [sys.executable, "-c", KILLED_DAEMON, str(tmp_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as daemon:
+        assert daemon.stdout is not None
+        killed_root = Path(daemon.stdout.readline().strip())
+        daemon.send_signal(signal.SIGKILL)
+    assert killed_root.is_dir()
+    folders = JobFolders(str(tmp_path))
+    try:
+        assert not killed_root.exists()
+        assert len(roots(tmp_path)) == 1
+    finally:
+        folders.close()
+
+
+def test_a_live_daemons_folders_are_left_alone(tmp_path: Path) -> None:
+    live = JobFolders(str(tmp_path))
+    with live.job_folder() as folder:
+        folder.source.write_bytes(b"in use")
+    starting = JobFolders(str(tmp_path))
+    try:
+        assert folder.source.read_bytes() == b"in use"
+        assert len(roots(tmp_path)) == 2
+    finally:
+        starting.close()
+        live.close()
+
+
+def test_a_folder_without_a_lock_is_not_taken_for_an_abandoned_root(tmp_path: Path) -> None:
+    older = tmp_path / f"{ROOT_PREFIX}abc123"  # as an older version named its job folders
+    older.mkdir()
+    JobFolders(str(tmp_path)).close()
+    assert older.is_dir()
