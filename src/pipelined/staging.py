@@ -54,8 +54,8 @@ class JobFolder:
 class JobFolders:
     """Job folders under one private root, made as needed: at most one per job in flight.
 
-    Made and handed out on the event loop's thread only, so the list of idle folders needs no
-    lock. ``close`` removes the root and everything in it.
+    Folders are handed out and given back on the event loop's thread only, so the list of idle
+    ones needs no mutex. ``close`` removes the root and everything in it.
     """
 
     def __init__(self, parent: str | None = None) -> None:
