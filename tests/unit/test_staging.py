@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,10 @@ from pipelined.staging import KEEP_SOURCE_MAX_BYTES, ROOT_PREFIX, JobFolders, wr
 
 
 @pytest.fixture
-def folders(tmp_path: Path) -> JobFolders:
-    return JobFolders(str(tmp_path))
+def folders(tmp_path: Path) -> Iterator[JobFolders]:
+    folders = JobFolders(str(tmp_path))
+    yield folders
+    folders.close()
 
 
 def test_write_over_leaves_only_the_new_bytes_in_the_same_file(tmp_path: Path) -> None:
@@ -83,7 +86,8 @@ def test_jobs_in_flight_at_once_have_folders_of_their_own(folders: JobFolders) -
         assert first.output.parent == first.source.parent
 
 
-def test_close_removes_every_folder(tmp_path: Path, folders: JobFolders) -> None:
+def test_close_removes_every_folder(tmp_path: Path) -> None:
+    folders = JobFolders(str(tmp_path))
     with folders.job_folder() as folder:
         folder.source.write_bytes(b"source")
     folders.close()
