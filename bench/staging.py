@@ -27,11 +27,11 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from pipelined.aws.s3 import CHUNK_BYTES  # the size of the chunks the S3 download writes
 from pipelined.staging import SOURCE_NAME, JobFolders, write_over
 
 SOURCE_BYTES = 3_000_000  # a 12 MP photo as a phone writes it
 THUMBNAIL_BYTES = (15_000, 100_000)
-CHUNK_BYTES = 1024 * 1024  # aws/s3.py's CHUNK_BYTES
 
 Opener = Callable[[Path], AbstractContextManager[BinaryIO]]
 Staging = Callable[[], AbstractContextManager[tuple[Path, Path]]]
@@ -95,19 +95,18 @@ def main() -> None:
     arguments = parser.parse_args()
     body = os.urandom(SOURCE_BYTES)
     chunks = [body[start : start + CHUNK_BYTES] for start in range(0, len(body), CHUNK_BYTES)]
-    measure = {"jobs": arguments.jobs, "in_flight": max(1, arguments.in_flight)}
+    jobs, in_flight = arguments.jobs, max(1, arguments.in_flight)
     with tempfile.TemporaryDirectory(prefix="staging-bench-", dir=arguments.dir) as root:
         runs = kinds(root)
         for staging, opened in runs.values():  # warm-up: job folders hold sources from here on
-            cpu_ms_per_job(staging, opened, chunks, jobs=20, in_flight=measure["in_flight"])
+            cpu_ms_per_job(staging, opened, chunks, 20, in_flight)
         results: dict[str, list[float]] = {name: [] for name in runs}
         for _ in range(arguments.rounds):
             for name, (staging, opened) in runs.items():
-                results[name].append(cpu_ms_per_job(staging, opened, chunks, **measure))
+                results[name].append(cpu_ms_per_job(staging, opened, chunks, jobs, in_flight))
     baseline = statistics.median(results["a folder per job (baseline)"])
     print(f"CPU ms per job staged in {arguments.dir or tempfile.gettempdir()}, "
-          f"{measure['in_flight']} in flight: median of {arguments.rounds} rounds of "
-          f"{arguments.jobs}")  # fmt: skip
+          f"{in_flight} in flight: median of {arguments.rounds} rounds of {jobs}")  # fmt: skip
     for name, figures in results.items():
         median = statistics.median(figures)
         spread = f"{min(figures):.2f} to {max(figures):.2f}"
