@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -25,37 +26,71 @@ from tests.integration.helpers import eventually, ledger_item, notifications, pu
 pytestmark = pytest.mark.timeout(120)
 
 
-def start_daemon(
-    stack: LocalStack, extra_env: dict[str, str] | None = None, **settings: str
-) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    env = {
-        **(extra_env or {}),
-        **os.environ,
-        **stack.daemon_environment(),
-        "PIPELINED_METRICS_PORT": str(port),
-        "PIPELINED_METRICS_HOST": "127.0.0.1",
-        "PIPELINED_WAIT_TIME_S": "1",
-        "PIPELINED_VISIBILITY_TIMEOUT_S": "30",
-        "PIPELINED_LOG_FORMAT": "json",
-        **{f"PIPELINED_{name.upper()}": value for name, value in settings.items()},
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pipelined", "run"], env=env, stderr=subprocess.PIPE
-    )
-    return process, port
+class DaemonRun:
+    """``pipelined run`` as a child process, its JSON log in a file that nothing has to drain.
 
+    The metrics server binds port 0 and the daemon logs the port it got (``metrics_listening``):
+    a port picked beforehand could be taken by another socket before the daemon binds it.
+    """
 
-def wait_ready(port: int, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
+    def __init__(
+        self,
+        stack: LocalStack,
+        log_path: Path,
+        extra_env: dict[str, str] | None = None,
+        **settings: str,
+    ) -> None:
+        env = {
+            **(extra_env or {}),
+            **os.environ,
+            **stack.daemon_environment(),
+            "PIPELINED_METRICS_PORT": "0",
+            "PIPELINED_METRICS_HOST": "127.0.0.1",
+            "PIPELINED_WAIT_TIME_S": "1",
+            "PIPELINED_VISIBILITY_TIMEOUT_S": "30",
+            "PIPELINED_LOG_FORMAT": "json",
+            **{f"PIPELINED_{name.upper()}": value for name, value in settings.items()},
+        }
+        self.log_path = log_path
+        with log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "pipelined", "run"], env=env, stderr=log
+            )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def port(self, timeout_s: float = 30) -> int:
+        """The metrics port, once the daemon has logged it."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self._fail_if_exited()
+            for line in self.log().splitlines():
+                if '"metrics_listening"' in line:
+                    return int(json.loads(line)["port"])
+            time.sleep(0.1)
+        raise AssertionError(f"the daemon never said its metrics port:\n{self.log()}")
+
+    def wait_ready(self, timeout_s: float = 30) -> int:
+        """Wait for /readyz to answer 200; return the metrics port."""
+        deadline = time.monotonic() + timeout_s
+        port = self.port(timeout_s)
+        while time.monotonic() < deadline:
+            self._fail_if_exited()
+            if answered_status(port, "/readyz") == 200:
+                return port
             time.sleep(0.2)
-    raise AssertionError("the daemon never became ready")
+        raise AssertionError(f"the daemon never became ready:\n{self.log()}")
+
+    def _fail_if_exited(self) -> None:
+        if self.process.poll() is not None:
+            raise AssertionError(f"the daemon exited with {self.process.returncode}:\n{self.log()}")
+
+    def stop(self) -> None:
+        """Kill what a failed test left running."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
 
 
 def http_body(port: int, path: str) -> str:
@@ -115,30 +150,32 @@ def test_a_bad_setting_is_named(stack: LocalStack) -> None:
 
 
 def test_sigterm_during_start_up_exits_0_without_waiting_for_the_queue_check(
-    stack: LocalStack,
+    stack: LocalStack, tmp_path: Path
 ) -> None:
     # Nothing listens there: the start-up queue check is still in botocore's retries.
     unreachable = replace(stack, endpoint_url=f"http://127.0.0.1:{free_port()}")
-    process, port = start_daemon(unreachable)
-    deadline = time.monotonic() + 30
-    while (status := answered_status(port, "/readyz")) is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert status == 503, "the metrics server is up, the daemon not yet ready"
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=30)
-    assert process.returncode == 0, stderr.decode()
-    events = stderr.decode()
+    daemon = DaemonRun(unreachable, tmp_path / "daemon.log")
+    try:
+        status = answered_status(daemon.port(), "/readyz")
+        assert status == 503, "the metrics server is up, the daemon not yet ready"
+        daemon.process.send_signal(signal.SIGTERM)
+        assert daemon.process.wait(30) == 0, daemon.log()
+    finally:
+        daemon.stop()
+    events = daemon.log()
     assert '"event": "start_up_check_abandoned"' in events, events
     assert "queue_check_failed" not in events
 
 
 @pytest.mark.every_aws_emulator
-async def test_sigterm_drains_and_loses_nothing(stack: LocalStack) -> None:
+async def test_sigterm_drains_and_loses_nothing(stack: LocalStack, tmp_path: Path) -> None:
     keys = [f"batch/doc-{index}.pdf" for index in range(8)]
     body = samples.text_pdf([f"page {n}" for n in range(30)])
-    process, port = start_daemon(stack, workers="1", max_inflight="4", drain_timeout_s="1")
+    first_daemon = DaemonRun(
+        stack, tmp_path / "first.log", workers="1", max_inflight="4", drain_timeout_s="1"
+    )
     try:
-        await asyncio.to_thread(wait_ready, port)
+        port = await asyncio.to_thread(first_daemon.wait_ready)
         assert await asyncio.to_thread(http_status, port, "/healthz") == 200
         for key in keys:
             put(stack, key, body)
@@ -156,14 +193,12 @@ async def test_sigterm_drains_and_loses_nothing(stack: LocalStack) -> None:
                 break
             await asyncio.sleep(0.1)
         assert [line for line in expected if line not in exported] == []
-        process.send_signal(signal.SIGTERM)
-        returncode = await asyncio.to_thread(process.wait, 60)
+        first_daemon.process.send_signal(signal.SIGTERM)
+        returncode = await asyncio.to_thread(first_daemon.process.wait, 60)
     finally:
-        if process.poll() is None:
-            process.kill()
-    stderr = process.stderr.read().decode() if process.stderr else ""
-    assert returncode == 0, stderr
-    assert '"drain_finished"' in stderr
+        first_daemon.stop()
+    assert returncode == 0, first_daemon.log()
+    assert '"drain_finished"' in first_daemon.log()
 
     def processed() -> list[str]:
         return [
@@ -177,9 +212,9 @@ async def test_sigterm_drains_and_loses_nothing(stack: LocalStack) -> None:
     assert len(processed()) + visible >= len(keys), "every upload is processed or back on the queue"
 
     # A second daemon finishes the rest; nothing was lost.
-    process, port = start_daemon(stack)
+    second_daemon = DaemonRun(stack, tmp_path / "second.log")
     try:
-        await asyncio.to_thread(wait_ready, port)
+        await asyncio.to_thread(second_daemon.wait_ready)
         # Every key processed is not every message taken: a message released by the first
         # daemon after its job's record was written is a duplicate still waiting on the queue,
         # and a receive under load waits for several free slots before it takes it.
@@ -187,11 +222,10 @@ async def test_sigterm_drains_and_loses_nothing(stack: LocalStack) -> None:
             lambda: len(processed()) == len(keys) and queue_counts(stack) == (0, 0),
             timeout_s=30,
         )
-        process.send_signal(signal.SIGTERM)
-        assert await asyncio.to_thread(process.wait, 60) == 0
+        second_daemon.process.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(second_daemon.process.wait, 60) == 0, second_daemon.log()
     finally:
-        if process.poll() is None:
-            process.kill()
+        second_daemon.stop()
     assert sorted(processed()) == sorted(keys)
     assert queue_counts(stack) == (0, 0)
     # One receive may have brought more than the first notification.
@@ -206,18 +240,17 @@ def test_systemd_notify_protocol(stack: LocalStack, tmp_path: Path) -> None:
         listener.bind(address)
         listener.settimeout(15)
         env_extra = {"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "1000000"}
-        process, _ = start_daemon(stack, extra_env=env_extra)
+        daemon = DaemonRun(stack, tmp_path / "daemon.log", extra_env=env_extra)
         try:
             states: list[str] = []
             while not any(s.startswith("WATCHDOG=1") for s in states):
                 states.append(listener.recv(4096).decode())
-            process.send_signal(signal.SIGTERM)
+            daemon.process.send_signal(signal.SIGTERM)
             while not any(s.startswith("STOPPING=1") for s in states):
                 states.append(listener.recv(4096).decode())
-            assert process.wait(30) == 0
+            assert daemon.process.wait(30) == 0, daemon.log()
         finally:
-            if process.poll() is None:
-                process.kill()
+            daemon.stop()
     kinds = [state.split("=", 1)[0] for state in states]
     assert kinds.index("READY") < kinds.index("WATCHDOG") < kinds.index("STOPPING")
     stopping = next(state for state in states if state.startswith("STOPPING=1"))
