@@ -473,13 +473,23 @@ def warm_up(
 
 
 def cpu_per_file(split: CpuSplit, files: int) -> dict[str, float]:
+    """The tree's CPU per file, and how far one main process goes at that cost.
+
+    The main process's event loop is one thread: at ``main_bound_files_per_s`` it would keep a
+    core busy, however many workers there were, and ``workers_fed`` is how many workers of this
+    mix it could keep busy by then. They size a replica (docs/deploy.md); receives and deletes
+    batch better at higher rates, so both are a little low.
+    """
+    main_ms, workers_ms = 1000 * split.main_s / files, 1000 * split.workers_s / files
     return {
         "total_s": round(split.total_s, 3),
         "main_s": round(split.main_s, 3),
         "workers_s": round(split.workers_s, 3),
         "per_file_ms": round(1000 * split.total_s / files, 2),
-        "main_per_file_ms": round(1000 * split.main_s / files, 2),
-        "workers_per_file_ms": round(1000 * split.workers_s / files, 2),
+        "main_per_file_ms": round(main_ms, 2),
+        "workers_per_file_ms": round(workers_ms, 2),
+        "main_bound_files_per_s": round(1000 / main_ms, 1) if main_ms else float("nan"),
+        "workers_fed": round(workers_ms / main_ms, 1) if main_ms else float("nan"),
     }
 
 
@@ -753,6 +763,15 @@ def targets(results: dict[str, Any], fmt: str) -> list[Target]:
     return rows
 
 
+def print_main_process_bound(daemon_runs: dict[str, dict[str, Any]]) -> None:
+    """How far one main process goes, whatever the cores: its event loop is one thread."""
+    for name, flow in daemon_runs.items():
+        cpu = flow.get("cpu") or {}
+        if "main_bound_files_per_s" in cpu:
+            print(f"main process, daemon {name}: a core at {cpu['main_bound_files_per_s']:.0f} "
+                  f"files/s, enough for {cpu['workers_fed']:.1f} workers of this mix")  # fmt: skip
+
+
 def print_calls(daemon_runs: dict[str, dict[str, Any]]) -> None:
     """Each daemon run's cloud calls per file: the job's own and its share of the batched."""
     for name, flow in daemon_runs.items():
@@ -788,6 +807,7 @@ def print_report(results: dict[str, Any]) -> None:
                   "every ratio against a baseline measured minutes apart (the overhead, the "
                   "throughput over the loop) is uncertain by as much")  # fmt: skip
     print_machine(rows)
+    print_main_process_bound(results["daemon"])
     print_calls(results["daemon"])
     if "idle" in results:
         idle = results["idle"]

@@ -16,8 +16,9 @@ from tests.observability import artifacts
 ROWS = ["Throughput", "Latency", "Errors", "Saturation", "Queue & DLQ", "Pool", "Cloud calls"]
 SEVERITIES = {"critical", "warning", "info"}
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
-# A series name of ours, not part of a recording rule's name (level:metric:operations).
-SERIES = re.compile(r"(?<![\w:])pipelined_\w+")
+# A series name of ours or of the client library's process collector, not part of a
+# recording rule's name (level:metric:operations).
+SERIES = re.compile(r"(?<![\w:])(?:pipelined|process)_\w+")
 _SAMPLE_SUFFIXES = {
     "counter": ("_total", "_created"),
     "histogram": ("_bucket", "_count", "_sum", "_created"),
@@ -31,7 +32,7 @@ def exported_series() -> set[str]:
     have no samples until first used)."""
     names: set[str] = set()
     for family in REGISTRY.collect():
-        if family.name.startswith("pipelined_"):
+        if family.name.startswith(("pipelined_", "process_")):
             names.update(family.name + suffix for suffix in _SAMPLE_SUFFIXES[family.type])
     return names
 
@@ -81,7 +82,7 @@ def test_every_query_selects_by_job_and_instance(board: dict[str, Any]) -> None:
     """A panel that ignored the variables would mix deployments; the burn-rate panel reads the
     per-job recording rules, which have no instance."""
     for target in artifacts.targets(board):
-        for selector in re.findall(r"(?<![\w:])pipelined_\w+(\{[^}]*\})?", target.expr):
+        for selector in re.findall(r"(?<![\w:])(?:pipelined|process)_\w+(\{[^}]*\})?", target.expr):
             assert 'job=~"$job", instance=~"$instance"' in selector, (target.panel, target.expr)
         for selector in re.findall(r"job:pipelined_\w+:\w+(\{[^}]*\})?", target.expr):
             assert 'job=~"$job"' in selector, (target.panel, target.expr)

@@ -31,6 +31,8 @@ MAIN_PANELS = {
     "End-to-end latency",
     "Processing time, by kind",
     "Messages in flight, by instance",
+    "Main process CPU, by instance",
+    "Main process CPU per message, by instance",
     "Workers, by instance",
     "Calls, by service and outcome",
     "Call latency p99, by operation",
