@@ -476,9 +476,10 @@ def cpu_per_file(split: CpuSplit, files: int) -> dict[str, float]:
     """The tree's CPU per file, and how far one main process goes at that cost.
 
     The main process's event loop is one thread: at ``main_bound_files_per_s`` it would keep a
-    core busy, however many workers there were, and ``workers_fed`` is how many workers of this
-    mix it could keep busy by then. They size a replica (docs/deploy.md); receives and deletes
-    batch better at higher rates, so both are a little low.
+    core busy, however many workers there were, and ``workers_fed`` is how many cores the
+    workers of this mix would keep busy by then: how many workers it can feed. They size a
+    replica (docs/deploy.md); receives and deletes batch better at higher rates, so both are a
+    little low.
     """
     main_ms, workers_ms = 1000 * split.main_s / files, 1000 * split.workers_s / files
     return {
@@ -671,12 +672,15 @@ def rss_over_small_jobs(endpoint: str, count: int, log_dir: Path, keep: set[int]
             "end_mib": round(values[-1] / mib, 1),
         }
 
+    notified = len(notes.arrived)
     return {
         "jobs": count,
-        "notified": len(notes.arrived),
+        "notified": notified,
         "main": summary([s.main_rss for s in series]),
         "workers": summary([s.workers_rss for s in series]),
         "samples_every_s": 1,
+        # Where the workers' part is smallest, the main process's cost per message is plain.
+        "cpu": cpu_per_file(series[-1].minus(series[0]), max(notified, 1)),
     }
 
 
@@ -768,8 +772,9 @@ def print_main_process_bound(daemon_runs: dict[str, dict[str, Any]]) -> None:
     for name, flow in daemon_runs.items():
         cpu = flow.get("cpu") or {}
         if "main_bound_files_per_s" in cpu:
-            print(f"main process, daemon {name}: a core at {cpu['main_bound_files_per_s']:.0f} "
-                  f"files/s, enough for {cpu['workers_fed']:.1f} workers of this mix")  # fmt: skip
+            bound, fed = cpu["main_bound_files_per_s"], cpu["workers_fed"]
+            print(f"main process, daemon {name}: a core at {bound:.0f} files/s, "
+                  f"with the workers then {fed:.1f} cores busy")  # fmt: skip
 
 
 def print_calls(daemon_runs: dict[str, dict[str, Any]]) -> None:
@@ -815,6 +820,12 @@ def print_report(results: dict[str, Any]) -> None:
     if "rss" in results:
         rss = results["rss"]
         print(f"RSS over {rss['jobs']} small jobs: main {rss['main']}, workers {rss['workers']}")
+        if "cpu" in rss:
+            cpu = rss["cpu"]
+            print(f"small jobs: main process {cpu['main_per_file_ms']:.2f} ms and workers "
+                  f"{cpu['workers_per_file_ms']:.2f} ms of CPU per job: a core at "
+                  f"{cpu['main_bound_files_per_s']:.0f} jobs/s, with the workers then "
+                  f"{cpu['workers_fed']:.1f} cores busy")  # fmt: skip
     print()
     print(f"{'target':<70}{'limit':>10}{'measured':>10}  met")
     for row in results["targets"]:
