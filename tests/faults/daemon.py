@@ -76,10 +76,13 @@ class Daemon:
         self.endpoint_url = endpoint_url
         self._prepare(log_path, settings)
 
-    def _prepare(self, log_path: Path, settings: Mapping[str, str]) -> None:
-        """What a daemon has before it starts, whatever its cloud."""
+    def _prepare(
+        self, log_path: Path, settings: Mapping[str, str], base: Mapping[str, str] = FAST_SETTINGS
+    ) -> None:
+        """What a daemon has before it starts, whatever its cloud: ``settings`` laid over
+        ``base``."""
         self.log_path = log_path
-        self.settings = {**FAST_SETTINGS, **{k.upper(): v for k, v in settings.items()}}
+        self.settings = {**base, **{k.upper(): v for k, v in settings.items()}}
         self.process: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
         self._log_start = 0  # where this process's lines begin in the log (it may be shared)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import signal
@@ -14,103 +13,41 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from dataclasses import replace
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
 from pipelined import samples
 from pipelined.local import LocalStack, free_port
+from tests.faults.daemon import Daemon
 from tests.integration.helpers import eventually, ledger_item, notifications, put, queue_counts
 
 pytestmark = pytest.mark.timeout(120)
 
 
-class DaemonRun:
-    """``pipelined run`` as a child process, its JSON log in a file that nothing has to drain.
+class ProcessDaemon(Daemon):
+    """A Daemon on the daemon's own defaults rather than FAST_SETTINGS, but for a short long
+    poll and a visibility timeout longer than these tests' jobs, so that nothing the drain
+    should have released comes back by itself."""
 
-    The metrics server binds port 0 and the daemon logs the port it got (``metrics_listening``):
-    a port picked beforehand could be taken by another socket before the daemon binds it.
-    """
+    SETTINGS: ClassVar[dict[str, str]] = {
+        "WAIT_TIME_S": "1",
+        "VISIBILITY_TIMEOUT_S": "30",
+        "LOG_FORMAT": "json",
+    }
 
     def __init__(
-        self,
-        stack: LocalStack,
-        log_path: Path,
-        extra_env: dict[str, str] | None = None,
-        **settings: str,
+        self, stack: LocalStack, log_path: Path, endpoint_url: str | None = None, **settings: str
     ) -> None:
-        env = {
-            **(extra_env or {}),
-            **os.environ,
-            **stack.daemon_environment(),
-            "PIPELINED_METRICS_PORT": "0",
-            "PIPELINED_METRICS_HOST": "127.0.0.1",
-            "PIPELINED_WAIT_TIME_S": "1",
-            "PIPELINED_VISIBILITY_TIMEOUT_S": "30",
-            "PIPELINED_LOG_FORMAT": "json",
-            **{f"PIPELINED_{name.upper()}": value for name, value in settings.items()},
-        }
-        self.log_path = log_path
-        with log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "pipelined", "run"], env=env, stderr=log
-            )
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def port(self, timeout_s: float = 30) -> int:
-        """The metrics port, once the daemon has logged it."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            self._fail_if_exited()
-            for line in self.log().splitlines():
-                if '"metrics_listening"' in line:
-                    return int(json.loads(line)["port"])
-            time.sleep(0.1)
-        raise AssertionError(f"the daemon never said its metrics port:\n{self.log()}")
-
-    def wait_ready(self, timeout_s: float = 30) -> int:
-        """Wait for /readyz to answer 200; return the metrics port."""
-        deadline = time.monotonic() + timeout_s
-        port = self.port(timeout_s)
-        while time.monotonic() < deadline:
-            self._fail_if_exited()
-            if answered_status(port, "/readyz") == 200:
-                return port
-            time.sleep(0.2)
-        raise AssertionError(f"the daemon never became ready:\n{self.log()}")
-
-    def _fail_if_exited(self) -> None:
-        if self.process.poll() is not None:
-            raise AssertionError(f"the daemon exited with {self.process.returncode}:\n{self.log()}")
-
-    def stop(self) -> None:
-        """Kill what a failed test left running."""
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
+        self.stack = stack
+        self.endpoint_url = endpoint_url or stack.endpoint_url
+        self._prepare(log_path, settings, base=self.SETTINGS)
 
 
 def http_body(port: int, path: str) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as reply:
         return str(reply.read().decode())
-
-
-def http_status(port: int, path: str) -> int:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as reply:
-        return int(reply.status)
-
-
-def answered_status(port: int, path: str) -> int | None:
-    """The status ``path`` answers with, error statuses included; None while nothing listens."""
-    try:
-        return http_status(port, path)
-    except urllib.error.HTTPError as error:
-        return int(error.code)
-    except OSError:
-        return None
 
 
 def run_to_exit(env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
@@ -153,16 +90,18 @@ def test_sigterm_during_start_up_exits_0_without_waiting_for_the_queue_check(
     stack: LocalStack, tmp_path: Path
 ) -> None:
     # Nothing listens there: the start-up queue check is still in botocore's retries.
-    unreachable = replace(stack, endpoint_url=f"http://127.0.0.1:{free_port()}")
-    daemon = DaemonRun(unreachable, tmp_path / "daemon.log")
+    unreachable = f"http://127.0.0.1:{free_port()}"
+    daemon = ProcessDaemon(stack, tmp_path / "daemon.log", endpoint_url=unreachable).start()
     try:
-        status = answered_status(daemon.port(), "/readyz")
+        deadline = time.monotonic() + 30
+        while (status := daemon.http_status("/readyz")) is None and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert status == 503, "the metrics server is up, the daemon not yet ready"
-        daemon.process.send_signal(signal.SIGTERM)
-        assert daemon.process.wait(30) == 0, daemon.log()
+        returncode = daemon.terminate(30)
     finally:
-        daemon.stop()
-    events = daemon.log()
+        daemon.kill()
+    events = daemon.log_path.read_text()
+    assert returncode == 0, events
     assert '"event": "start_up_check_abandoned"' in events, events
     assert "queue_check_failed" not in events
 
@@ -171,12 +110,12 @@ def test_sigterm_during_start_up_exits_0_without_waiting_for_the_queue_check(
 async def test_sigterm_drains_and_loses_nothing(stack: LocalStack, tmp_path: Path) -> None:
     keys = [f"batch/doc-{index}.pdf" for index in range(8)]
     body = samples.text_pdf([f"page {n}" for n in range(30)])
-    first_daemon = DaemonRun(
+    first_daemon = ProcessDaemon(
         stack, tmp_path / "first.log", workers="1", max_inflight="4", drain_timeout_s="1"
-    )
+    ).start()
     try:
-        port = await asyncio.to_thread(first_daemon.wait_ready)
-        assert await asyncio.to_thread(http_status, port, "/healthz") == 200
+        await asyncio.to_thread(first_daemon.wait_ready)
+        assert await asyncio.to_thread(first_daemon.http_status, "/healthz") == 200
         for key in keys:
             put(stack, key, body)
         first = await notifications(stack, 1)  # work is under way
@@ -188,17 +127,17 @@ async def test_sigterm_drains_and_loses_nothing(stack: LocalStack, tmp_path: Pat
             "pipelined_concurrency_limit 4.0",
         ]
         for _ in range(50):  # the message is acknowledged just after its notification
-            exported = await asyncio.to_thread(http_body, port, "/metrics")
+            exported = await asyncio.to_thread(http_body, first_daemon.metrics_port, "/metrics")
             if all(line in exported for line in expected):
                 break
             await asyncio.sleep(0.1)
         assert [line for line in expected if line not in exported] == []
-        first_daemon.process.send_signal(signal.SIGTERM)
-        returncode = await asyncio.to_thread(first_daemon.process.wait, 60)
+        returncode = await asyncio.to_thread(first_daemon.terminate, 60)
     finally:
-        first_daemon.stop()
-    assert returncode == 0, first_daemon.log()
-    assert '"drain_finished"' in first_daemon.log()
+        first_daemon.kill()
+    log = first_daemon.log_path.read_text()
+    assert returncode == 0, log
+    assert '"drain_finished"' in log
 
     def processed() -> list[str]:
         return [
@@ -212,7 +151,7 @@ async def test_sigterm_drains_and_loses_nothing(stack: LocalStack, tmp_path: Pat
     assert len(processed()) + visible >= len(keys), "every upload is processed or back on the queue"
 
     # A second daemon finishes the rest; nothing was lost.
-    second_daemon = DaemonRun(stack, tmp_path / "second.log")
+    second_daemon = ProcessDaemon(stack, tmp_path / "second.log").start()
     try:
         await asyncio.to_thread(second_daemon.wait_ready)
         # Every key processed is not every message taken: a message released by the first
@@ -222,10 +161,10 @@ async def test_sigterm_drains_and_loses_nothing(stack: LocalStack, tmp_path: Pat
             lambda: len(processed()) == len(keys) and queue_counts(stack) == (0, 0),
             timeout_s=30,
         )
-        second_daemon.process.send_signal(signal.SIGTERM)
-        assert await asyncio.to_thread(second_daemon.process.wait, 60) == 0, second_daemon.log()
+        returncode = await asyncio.to_thread(second_daemon.terminate, 60)
     finally:
-        second_daemon.stop()
+        second_daemon.kill()
+    assert returncode == 0, second_daemon.log_tail()
     assert sorted(processed()) == sorted(keys)
     assert queue_counts(stack) == (0, 0)
     # One receive may have brought more than the first notification.
@@ -234,23 +173,28 @@ async def test_sigterm_drains_and_loses_nothing(stack: LocalStack, tmp_path: Pat
     assert per_key == dict.fromkeys(keys, 1), "one notification per upload, no more"
 
 
-def test_systemd_notify_protocol(stack: LocalStack, tmp_path: Path) -> None:
+def test_systemd_notify_protocol(
+    stack: LocalStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     address = str(tmp_path / "notify.sock")
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
         listener.bind(address)
         listener.settimeout(15)
-        env_extra = {"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "1000000"}
-        daemon = DaemonRun(stack, tmp_path / "daemon.log", extra_env=env_extra)
+        # The daemon inherits them (Daemon passes on all but AWS_ and PIPELINED_ variables).
+        monkeypatch.setenv("NOTIFY_SOCKET", address)
+        monkeypatch.setenv("WATCHDOG_USEC", "1000000")
+        daemon = ProcessDaemon(stack, tmp_path / "daemon.log").start()
         try:
             states: list[str] = []
             while not any(s.startswith("WATCHDOG=1") for s in states):
                 states.append(listener.recv(4096).decode())
+            assert daemon.process is not None
             daemon.process.send_signal(signal.SIGTERM)
             while not any(s.startswith("STOPPING=1") for s in states):
                 states.append(listener.recv(4096).decode())
-            assert daemon.process.wait(30) == 0, daemon.log()
+            assert daemon.process.wait(30) == 0, daemon.log_tail()
         finally:
-            daemon.stop()
+            daemon.kill()
     kinds = [state.split("=", 1)[0] for state in states]
     assert kinds.index("READY") < kinds.index("WATCHDOG") < kinds.index("STOPPING")
     stopping = next(state for state in states if state.startswith("STOPPING=1"))
