@@ -767,14 +767,17 @@ def targets(results: dict[str, Any], fmt: str) -> list[Target]:
     return rows
 
 
-def print_main_process_bound(daemon_runs: dict[str, dict[str, Any]]) -> None:
+def main_process_bound(cpu: dict[str, float]) -> str:
     """How far one main process goes, whatever the cores: its event loop is one thread."""
+    return (f"a core at {cpu['main_bound_files_per_s']:.0f} files/s, "
+            f"with the workers then {cpu['workers_fed']:.1f} cores busy")  # fmt: skip
+
+
+def print_main_process_bound(daemon_runs: dict[str, dict[str, Any]]) -> None:
     for name, flow in daemon_runs.items():
         cpu = flow.get("cpu") or {}
         if "main_bound_files_per_s" in cpu:
-            bound, fed = cpu["main_bound_files_per_s"], cpu["workers_fed"]
-            print(f"main process, daemon {name}: a core at {bound:.0f} files/s, "
-                  f"with the workers then {fed:.1f} cores busy")  # fmt: skip
+            print(f"main process, daemon {name}: {main_process_bound(cpu)}")
 
 
 def print_calls(daemon_runs: dict[str, dict[str, Any]]) -> None:
@@ -823,9 +826,8 @@ def print_report(results: dict[str, Any]) -> None:
         if "cpu" in rss:
             cpu = rss["cpu"]
             print(f"small jobs: main process {cpu['main_per_file_ms']:.2f} ms and workers "
-                  f"{cpu['workers_per_file_ms']:.2f} ms of CPU per job: a core at "
-                  f"{cpu['main_bound_files_per_s']:.0f} jobs/s, with the workers then "
-                  f"{cpu['workers_fed']:.1f} cores busy")  # fmt: skip
+                  f"{cpu['workers_per_file_ms']:.2f} ms of CPU per job: "
+                  f"{main_process_bound(cpu)}")  # fmt: skip
     print()
     print(f"{'target':<70}{'limit':>10}{'measured':>10}  met")
     for row in results["targets"]:

@@ -16,9 +16,11 @@ from tests.observability import artifacts
 ROWS = ["Throughput", "Latency", "Errors", "Saturation", "Queue & DLQ", "Pool", "Cloud calls"]
 SEVERITIES = {"critical", "warning", "info"}
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
-# A series name of ours or of the client library's process collector, not part of a
-# recording rule's name (level:metric:operations).
-SERIES = re.compile(r"(?<![\w:])(?:pipelined|process)_\w+")
+# The series the dashboard and the rules may name: ours, and the client library's process
+# collector's (the main process's CPU).
+SERIES_PREFIXES = ("pipelined_", "process_")
+# Such a name, not part of a recording rule's name (level:metric:operations).
+SERIES = re.compile(r"(?<![\w:])(?:" + "|".join(SERIES_PREFIXES) + r")\w+")
 _SAMPLE_SUFFIXES = {
     "counter": ("_total", "_created"),
     "histogram": ("_bucket", "_count", "_sum", "_created"),
@@ -32,7 +34,7 @@ def exported_series() -> set[str]:
     have no samples until first used)."""
     names: set[str] = set()
     for family in REGISTRY.collect():
-        if family.name.startswith(("pipelined_", "process_")):
+        if family.name.startswith(SERIES_PREFIXES):
             names.update(family.name + suffix for suffix in _SAMPLE_SUFFIXES[family.type])
     return names
 
@@ -82,7 +84,7 @@ def test_every_query_selects_by_job_and_instance(board: dict[str, Any]) -> None:
     """A panel that ignored the variables would mix deployments; the burn-rate panel reads the
     per-job recording rules, which have no instance."""
     for target in artifacts.targets(board):
-        for selector in re.findall(r"(?<![\w:])(?:pipelined|process)_\w+(\{[^}]*\})?", target.expr):
+        for selector in re.findall(SERIES.pattern + r"(\{[^}]*\})?", target.expr):
             assert 'job=~"$job", instance=~"$instance"' in selector, (target.panel, target.expr)
         for selector in re.findall(r"job:pipelined_\w+:\w+(\{[^}]*\})?", target.expr):
             assert 'job=~"$job"' in selector, (target.panel, target.expr)
